@@ -1,0 +1,979 @@
+//! The host: one engine, tenants, deployed functions, and the invocation path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::DashMap;
+use nimbus_bindings::FunctionPre;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+use uuid::Uuid;
+use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::error::Error;
+use crate::event::{Event, GuestError, Response};
+use crate::limits::Limits;
+use crate::logs::{CapturedStream, Logs};
+use crate::metrics::{FunctionMeters, Metrics};
+use crate::usage::{JsonLinesLedger, Outcome, UsageRecord, UsageSink, billed_ms};
+
+/// Sizes of the pooling allocator, which pre-reserves a slot per concurrent
+/// instance so instantiation is a few microseconds and never an `mmap` storm.
+///
+/// `max_instances` is also the host-wide concurrency cap: an invocation that
+/// would exceed it is throttled rather than failing inside wasmtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Component instances alive at once (default 256).
+    pub max_instances: u32,
+    /// Largest linear memory of any instance, bytes (default 4 GiB). Tenant
+    /// memory limits must not exceed it.
+    pub max_memory_bytes: u64,
+    /// Core instances inside one component (default 16).
+    pub max_core_instances_per_component: u32,
+    /// Memories inside one component (default 2).
+    pub max_memories_per_component: u32,
+    /// Tables inside one component (default 8).
+    pub max_tables_per_component: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            max_memory_bytes: 4 << 30,
+            max_core_instances_per_component: 16,
+            max_memories_per_component: 2,
+            max_tables_per_component: 8,
+        }
+    }
+}
+
+/// Builds a [`Host`]. Every default is listed on its setter.
+#[derive(Debug)]
+#[must_use]
+pub struct HostBuilder {
+    pool: PoolConfig,
+    max_wasm_stack: usize,
+    max_component_bytes: usize,
+    fuel_yield_interval: u64,
+    hostcall_fuel: usize,
+    max_resource_handles: usize,
+    max_random_bytes: u64,
+    max_log_bytes: usize,
+    registry: Option<prometheus::Registry>,
+    sink: Option<Arc<dyn UsageSink>>,
+    ledger_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for dyn UsageSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageSink")
+    }
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self {
+            pool: PoolConfig::default(),
+            max_wasm_stack: 512 << 10,
+            max_component_bytes: 32 << 20,
+            fuel_yield_interval: 1_000_000,
+            hostcall_fuel: 16 << 20,
+            max_resource_handles: 10_000,
+            max_random_bytes: 1 << 20,
+            max_log_bytes: 1 << 20,
+            registry: None,
+            sink: None,
+            ledger_path: None,
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Pooling allocator sizes (see [`PoolConfig`]).
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Wasm stack per invocation, bytes (default 512 KiB). Deeper recursion
+    /// traps as a stack overflow. Engine-wide, so the same for every tenant.
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Largest component `deploy` accepts, bytes (default 32 MiB): compile
+    /// time grows with size, and compiling is the one step a tenant can make
+    /// expensive.
+    pub fn max_component_bytes(mut self, bytes: usize) -> Self {
+        self.max_component_bytes = bytes;
+        self
+    }
+
+    /// Fuel between async yields of a running guest (default 1 000 000,
+    /// roughly 50–100 µs of wasm). Each yield lets tokio run other tasks and
+    /// lets the wall-clock deadline cancel a guest that never calls the host.
+    pub fn fuel_yield_interval(mut self, fuel: u64) -> Self {
+        self.fuel_yield_interval = fuel.max(1);
+        self
+    }
+
+    /// Bytes a guest may pass to the host in one call (wasmtime's hostcall
+    /// fuel; default 16 MiB, wasmtime's own is 128 MiB).
+    pub fn hostcall_fuel(mut self, bytes: usize) -> Self {
+        self.hostcall_fuel = bytes;
+        self
+    }
+
+    /// Resource handles (streams, pollables…) one invocation may hold
+    /// (default 10 000; wasmtime's own is 1 000 000).
+    pub fn max_resource_handles(mut self, n: usize) -> Self {
+        self.max_resource_handles = n;
+        self
+    }
+
+    /// Largest `get-random-bytes` request, bytes (default 1 MiB; wasmtime's
+    /// own is 64 MiB). Larger requests trap.
+    pub fn max_random_bytes(mut self, n: u64) -> Self {
+        self.max_random_bytes = n;
+        self
+    }
+
+    /// Captured stdout and stderr per invocation, bytes per stream (default
+    /// 1 MiB). Output past it is dropped and counted in [`Logs::dropped_bytes`].
+    pub fn max_log_bytes(mut self, n: usize) -> Self {
+        self.max_log_bytes = n;
+        self
+    }
+
+    /// Register Nimbus's metrics in the embedder's registry instead of a
+    /// fresh one.
+    pub fn registry(mut self, registry: prometheus::Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Append usage records as JSON lines to this file (the default sink).
+    pub fn ledger_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ledger_path = Some(path.into());
+        self
+    }
+
+    /// Send usage records to a custom sink instead of a ledger file.
+    pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Builds the engine and linker. Without a sink or a ledger path, records
+    /// go to `nimbus-usage.jsonl` in the current directory.
+    pub fn build(self) -> Result<Host, Error> {
+        let p = self.pool;
+        let mut pool = PoolingAllocationConfig::default();
+        let max_memory = usize::try_from(p.max_memory_bytes)
+            .map_err(|_| Error::Config("pool max_memory_bytes does not fit in usize".into()))?;
+        pool.total_component_instances(p.max_instances)
+            .max_core_instances_per_component(p.max_core_instances_per_component)
+            .total_core_instances(p.max_instances * p.max_core_instances_per_component)
+            .max_memories_per_component(p.max_memories_per_component)
+            .total_memories(p.max_instances * p.max_memories_per_component)
+            .max_tables_per_component(p.max_tables_per_component)
+            .total_tables(p.max_instances * p.max_tables_per_component)
+            .total_stacks(p.max_instances)
+            .max_memory_size(max_memory);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .consume_fuel(true)
+            // Deadlines come from fuel yields plus a tokio timeout, not
+            // epochs: fuel is needed for billing anyway, and fuel+epochs
+            // costs far more than fuel alone (see README, "Deadlines").
+            .epoch_interruption(false)
+            .max_wasm_stack(self.max_wasm_stack)
+            .wasm_component_model(true);
+        let engine =
+            Engine::new(&config).map_err(|e| Error::Config(format!("wasmtime engine: {e:#}")))?;
+        let linker = guest_linker(&engine).map_err(|e| Error::Config(format!("linker: {e:#}")))?;
+
+        let sink: Arc<dyn UsageSink> = match (self.sink, self.ledger_path) {
+            (Some(sink), _) => sink,
+            (None, path) => {
+                let path = path.unwrap_or_else(|| PathBuf::from("nimbus-usage.jsonl"));
+                Arc::new(JsonLinesLedger::open(&path).map_err(|e| {
+                    Error::Config(format!("usage ledger {}: {e}", path.display()))
+                })?)
+            }
+        };
+        let registry = self.registry.unwrap_or_default();
+        let metrics = Arc::new(Metrics::new());
+        registry
+            .register(Box::new(SharedMetrics(metrics.clone())))
+            .map_err(|e| Error::Config(format!("registering metrics: {e}")))?;
+
+        let runtime = Arc::new(Runtime {
+            engine,
+            linker,
+            sink,
+            metrics,
+            capacity: Arc::new(Semaphore::new(p.max_instances as usize)),
+            compile_slots: Semaphore::new(compile_parallelism()),
+            max_instances: p.max_instances,
+            pool_max_memory: p.max_memory_bytes,
+            max_wasm_stack: self.max_wasm_stack,
+            max_component_bytes: self.max_component_bytes,
+            fuel_yield_interval: self.fuel_yield_interval,
+            hostcall_fuel: self.hostcall_fuel,
+            max_resource_handles: self.max_resource_handles,
+            max_random_bytes: self.max_random_bytes,
+            max_log_bytes: self.max_log_bytes,
+        });
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                runtime,
+                registry,
+                tenants: DashMap::new(),
+                functions: DashMap::new(),
+            }),
+        })
+    }
+}
+
+/// Compilation is CPU-bound and tenant-controlled: leave a core for
+/// invocations.
+fn compile_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// Lets the registry own a handle while the host keeps its own.
+struct SharedMetrics(Arc<Metrics>);
+
+impl prometheus::core::Collector for SharedMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
+
+/// The interfaces granted to every guest. Notably absent: filesystem and
+/// sockets (a component importing them is refused at deploy).
+const GRANTED_INTERFACES: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+struct HasTable;
+impl HasData for HasTable {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
+    use wasmtime_wasi::cli::WasiCli;
+    use wasmtime_wasi::cli::WasiCliView as _;
+    use wasmtime_wasi::clocks::WasiClocks;
+    use wasmtime_wasi::clocks::WasiClocksView as _;
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi_io::bindings::wasi::io;
+
+    type S = InvocationState;
+    let mut linker = Linker::<S>::new(engine);
+    let l = &mut linker;
+    io::error::add_to_linker::<S, HasTable>(l, |s| &mut s.table)?;
+    io::poll::add_to_linker::<S, HasTable>(l, |s| &mut s.table)?;
+    io::streams::add_to_linker::<S, HasTable>(l, |s| &mut s.table)?;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
+    random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
+    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
+    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
+    cli::environment::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::exit::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_input::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_output::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    Ok(linker)
+}
+
+/// Store data of one invocation; dropped with the store when it ends.
+pub(crate) struct InvocationState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces the tenant's memory limit over all of an instance's memories and
+/// records the peak.
+struct MemoryLimiter {
+    limit: usize,
+    total: usize,
+    peak: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.total - current.min(self.total) + desired;
+        if total > self.limit {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.total = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pool's slot size.
+        Ok(true)
+    }
+}
+
+/// Engine-wide state shared by the host and every function handle.
+struct Runtime {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    sink: Arc<dyn UsageSink>,
+    metrics: Arc<Metrics>,
+    capacity: Arc<Semaphore>,
+    compile_slots: Semaphore,
+    max_instances: u32,
+    pool_max_memory: u64,
+    max_wasm_stack: usize,
+    max_component_bytes: usize,
+    fuel_yield_interval: u64,
+    hostcall_fuel: usize,
+    max_resource_handles: usize,
+    max_random_bytes: u64,
+    max_log_bytes: usize,
+}
+
+struct Tenant {
+    name: Arc<str>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+}
+
+struct HostInner {
+    runtime: Arc<Runtime>,
+    registry: prometheus::Registry,
+    tenants: DashMap<Arc<str>, Arc<Tenant>>,
+    functions: DashMap<(Arc<str>, Arc<str>), FunctionHandle>,
+}
+
+/// An embeddable, multi-tenant function host. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("tenants", &self.inner.tenants.len())
+            .field("functions", &self.inner.functions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A deployed function. Cheap to clone; keeps its compiled component alive
+/// even if the function is replaced or removed, so in-flight invocations
+/// finish on the version they started with.
+#[derive(Clone)]
+pub struct FunctionHandle {
+    inner: Arc<FunctionInner>,
+}
+
+struct FunctionInner {
+    runtime: Arc<Runtime>,
+    tenant: Arc<Tenant>,
+    name: Arc<str>,
+    pre: FunctionPre<InvocationState>,
+    meters: Arc<FunctionMeters>,
+}
+
+impl std::fmt::Debug for FunctionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionHandle")
+            .field("tenant", &self.inner.tenant.name)
+            .field("function", &self.inner.name)
+            .finish()
+    }
+}
+
+/// A finished invocation's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Already written to the usage sink when you see it.
+    pub usage: UsageRecord,
+    pub logs: Logs,
+}
+
+/// A successful invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub response: Response,
+    pub usage: UsageRecord,
+    pub logs: Logs,
+}
+
+/// Tenant and function names: 1–63 of `[a-z0-9_-]`, starting with a letter
+/// or digit. They appear in URLs, metric labels and file names, so nothing
+/// that needs escaping in any of them.
+fn check_name(kind: &'static str, name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > 63 {
+        Some("must be at most 63 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        Some("may contain only a-z, 0-9, '-' and '_'")
+    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        Some("must start with a letter or digit")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            kind,
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The registry Nimbus's metric families are registered in.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.inner.registry
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn metrics_text(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.inner.registry.gather())
+            .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
+    }
+
+    /// Registers a tenant. Its functions get `limits`; nothing else is granted.
+    pub fn add_tenant(&self, name: &str, limits: Limits) -> Result<(), Error> {
+        check_name("tenant", name)?;
+        let rt = &self.inner.runtime;
+        let bad = |reason: String| Error::InvalidLimits {
+            tenant: name.to_string(),
+            reason,
+        };
+        if limits.max_memory_bytes > rt.pool_max_memory {
+            return Err(bad(format!(
+                "max_memory_bytes {} is above the host's per-instance maximum of {}",
+                limits.max_memory_bytes, rt.pool_max_memory
+            )));
+        }
+        if limits.fuel == 0 || limits.timeout.is_zero() || limits.max_concurrency == 0 {
+            return Err(bad(
+                "fuel, timeout and max_concurrency must be greater than zero".into(),
+            ));
+        }
+        let tenant = Arc::new(Tenant {
+            name: name.into(),
+            limits,
+            slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+        });
+        match self.inner.tenants.entry(tenant.name.clone()) {
+            dashmap::Entry::Occupied(_) => Err(Error::TenantExists(name.to_string())),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(tenant);
+                Ok(())
+            }
+        }
+    }
+
+    /// The limits a tenant was registered with.
+    pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, Error> {
+        Ok(self.tenant(tenant)?.limits)
+    }
+
+    fn tenant(&self, name: &str) -> Result<Arc<Tenant>, Error> {
+        self.inner
+            .tenants
+            .get(name)
+            .map(|t| t.clone())
+            .ok_or_else(|| Error::NotFound(format!("tenant `{name}`")))
+    }
+
+    /// Validates and compiles `bytes` (off the async runtime), and makes it
+    /// tenant's function `name`, replacing any previous version. In-flight
+    /// invocations of the old version finish on it.
+    ///
+    /// Refused with [`Error::InvalidComponent`], naming the problem: bytes
+    /// over the size limit, not wasm, a core module rather than a component,
+    /// no `nimbus:function/handler` export (or the wrong signature), or an
+    /// import the host does not grant. Only wasm is accepted: a precompiled
+    /// artifact is never loaded from tenant input.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<FunctionHandle, Error> {
+        let tenant = self.tenant(tenant)?;
+        check_name("function", name)?;
+        let rt = self.inner.runtime.clone();
+        let invalid = |m: String| Err(Error::InvalidComponent(m));
+        if bytes.len() > rt.max_component_bytes {
+            return invalid(format!(
+                "the component is {} bytes, above the limit of {} bytes",
+                bytes.len(),
+                rt.max_component_bytes
+            ));
+        }
+        if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+            return invalid(
+                "not a WebAssembly binary (it does not start with the `\\0asm` magic number)"
+                    .into(),
+            );
+        }
+        if bytes[4..8] == CORE_MODULE_VERSION {
+            return invalid(
+                "this is a core WebAssembly module, not a component; build for \
+                 `wasm32-wasip2` or wrap it with `wasm-tools component new`"
+                    .into(),
+            );
+        }
+
+        let component = {
+            let _slot = rt
+                .compile_slots
+                .acquire()
+                .await
+                .map_err(|_| Error::Config("compiler closed".into()))?;
+            let engine = rt.engine.clone();
+            let owned = bytes.to_vec();
+            tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+                .await
+                .map_err(|e| Error::InvalidComponent(format!("compilation panicked: {e}")))?
+                .map_err(|e| Error::InvalidComponent(format!("failed to compile: {e:#}")))?
+        };
+
+        let ty = component.component_type();
+        let handler = nimbus_bindings::HANDLER_INTERFACE;
+        let handler_prefix = handler.rsplit_once('.').map_or(handler, |(p, _)| p);
+        if !ty
+            .exports(&rt.engine)
+            .any(|(n, _)| n == handler || n.starts_with(handler_prefix))
+        {
+            let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
+            return invalid(format!(
+                "the component does not export `{handler}` (it exports: {})",
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            ));
+        }
+        for (import, _) in ty.imports(&rt.engine) {
+            let bare = import.split('@').next().unwrap_or(import);
+            if !GRANTED_INTERFACES.contains(&bare) {
+                return invalid(format!(
+                    "the component imports `{import}`, which Nimbus does not grant \
+                     (granted: wasi:io, wasi:clocks, wasi:random, and wasi:cli \
+                     environment/exit/stdio/terminal)"
+                ));
+            }
+        }
+        let pre = rt
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::InvalidComponent(format!("cannot link its imports: {e:#}")))?;
+        let pre = FunctionPre::new(pre).map_err(|e| {
+            Error::InvalidComponent(format!("its `{handler}` export does not match: {e:#}"))
+        })?;
+
+        let meters = rt.metrics.function(&tenant.name, name);
+        let handle = FunctionHandle {
+            inner: Arc::new(FunctionInner {
+                runtime: rt,
+                tenant: tenant.clone(),
+                name: name.into(),
+                pre,
+                meters,
+            }),
+        };
+        self.inner
+            .functions
+            .insert((tenant.name.clone(), name.into()), handle.clone());
+        tracing::info!(tenant = %tenant.name, function = name, "deployed");
+        Ok(handle)
+    }
+
+    /// The current version of a deployed function.
+    pub fn function(&self, tenant: &str, name: &str) -> Result<FunctionHandle, Error> {
+        self.inner
+            .functions
+            .get(&(Arc::from(tenant), Arc::from(name)))
+            .map(|f| f.clone())
+            .ok_or_else(|| Error::NotFound(format!("function `{name}` of tenant `{tenant}`")))
+    }
+
+    /// Names of a tenant's deployed functions, sorted.
+    pub fn functions(&self, tenant: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .functions
+            .iter()
+            .filter(|e| &*e.key().0 == tenant)
+            .map(|e| e.key().1.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Removes a function; in-flight invocations finish.
+    pub fn remove_function(&self, tenant: &str, name: &str) -> Result<(), Error> {
+        self.inner
+            .functions
+            .remove(&(Arc::from(tenant), Arc::from(name)))
+            .map(|_| ())
+            .ok_or_else(|| Error::NotFound(format!("function `{name}` of tenant `{tenant}`")))
+    }
+
+    /// Invokes the current version of `tenant`'s `function`.
+    pub async fn invoke(
+        &self,
+        tenant: &str,
+        function: &str,
+        event: Event,
+    ) -> Result<Invocation, Error> {
+        self.function(tenant, function)?.invoke(event).await
+    }
+}
+
+/// Why the guest stopped, before it is turned into an outcome.
+enum Ended {
+    Returned(Result<Response, GuestError>),
+    Failed(wasmtime::Error),
+    TimedOut,
+}
+
+impl FunctionHandle {
+    pub fn tenant(&self) -> &str {
+        &self.inner.tenant.name
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Runs one invocation in a fresh instance.
+    ///
+    /// The invocation runs on its own tokio task: if the caller stops
+    /// waiting, it still finishes (or hits its deadline) and its usage record
+    /// is still written. Must be called within a tokio runtime.
+    pub async fn invoke(&self, event: Event) -> Result<Invocation, Error> {
+        let this = self.clone();
+        let invocation_id = Uuid::now_v7();
+        let span = tracing::info_span!(
+            "invocation",
+            tenant = %self.inner.tenant.name,
+            function = %self.inner.name,
+            invocation_id = %invocation_id,
+        );
+        tokio::spawn(async move { this.run(invocation_id, event).await }.instrument(span))
+            .await
+            .unwrap_or_else(|e| {
+                // Only reachable if the invocation task panicked: a host bug.
+                Err(Error::Config(format!("invocation task failed: {e}")))
+            })
+    }
+
+    async fn run(&self, invocation_id: Uuid, event: Event) -> Result<Invocation, Error> {
+        let f = &*self.inner;
+        let rt = &*f.runtime;
+        let limits = f.tenant.limits;
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+
+        let admitted = admit(&f.tenant, &rt.capacity, rt.max_instances);
+        let _permits = match admitted {
+            Ok(p) => p,
+            Err(reason) => {
+                let usage = self.usage(invocation_id, Outcome::Throttled, 0, 0, None, started_at);
+                let report = self.finish(usage, Logs::default())?;
+                tracing::info!(%reason, "throttled");
+                return Err(Error::Throttled { reason, report });
+            }
+        };
+        let _in_flight = f.meters.enter();
+
+        let stdout = CapturedStream::new(rt.max_log_bytes);
+        let stderr = CapturedStream::new(rt.max_log_bytes);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .max_random_size(rt.max_random_bytes)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(rt.max_resource_handles);
+        let state = InvocationState {
+            wasi: wasi.build(),
+            table,
+            limiter: MemoryLimiter {
+                limit: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
+                total: 0,
+                peak: 0,
+                refused: false,
+            },
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(rt.hostcall_fuel);
+        let fuel_setup = store
+            .set_fuel(limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(rt.fuel_yield_interval)));
+
+        let ended = match fuel_setup {
+            Err(e) => Ended::Failed(e),
+            Ok(()) => {
+                let call = async {
+                    let instance = f.pre.instantiate_async(&mut store).await?;
+                    let result = instance
+                        .nimbus_function_handler()
+                        .call_handle(&mut store, &event.into_wit())
+                        .await?;
+                    wasmtime::Result::Ok(result)
+                };
+                match tokio::time::timeout(limits.timeout, call).await {
+                    Ok(Ok(r)) => Ended::Returned(r.map(Response::from).map_err(GuestError::from)),
+                    Ok(Err(e)) => Ended::Failed(e),
+                    Err(_) => Ended::TimedOut,
+                }
+            }
+        };
+
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let fuel_consumed = limits.fuel.saturating_sub(fuel_left);
+        let limiter = &store.data().limiter;
+        let (peak, memory_refused) = (limiter.peak as u64, limiter.refused);
+        drop(store);
+
+        let (outcome, result) = classify(ended, memory_refused);
+        let usage = self.usage(
+            invocation_id,
+            outcome,
+            fuel_consumed,
+            peak,
+            Some(start.elapsed()),
+            started_at,
+        );
+        let (out, out_dropped) = stdout.take();
+        let (err, err_dropped) = stderr.take();
+        let logs = Logs {
+            stdout: out,
+            stderr: err,
+            dropped_bytes: out_dropped + err_dropped,
+        };
+        let report = self.finish(usage, logs)?;
+        tracing::debug!(outcome = %outcome, fuel = fuel_consumed, "invocation finished");
+        match result {
+            Ok(response) => Ok(Invocation {
+                response,
+                usage: report.usage,
+                logs: report.logs,
+            }),
+            Err(failure) => Err(failure.into_error(report, &limits, rt.max_wasm_stack)),
+        }
+    }
+
+    fn usage(
+        &self,
+        invocation_id: Uuid,
+        outcome: Outcome,
+        fuel_consumed: u64,
+        peak_memory_bytes: u64,
+        wall: Option<Duration>,
+        started_at: SystemTime,
+    ) -> UsageRecord {
+        let wall_us = wall.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let billed = if wall.is_some() { billed_ms(wall_us) } else { 0 };
+        UsageRecord {
+            invocation_id,
+            tenant: self.inner.tenant.name.to_string(),
+            function: self.inner.name.to_string(),
+            outcome,
+            fuel_consumed,
+            peak_memory_bytes,
+            wall_duration_us: wall_us,
+            billed_duration_ms: billed,
+            memory_byte_ms: peak_memory_bytes.saturating_mul(billed),
+            started_at: humantime::format_rfc3339_micros(started_at).to_string(),
+        }
+    }
+
+    /// Writes the record, then counts it: metrics never run ahead of the
+    /// ledger, so the two agree exactly.
+    fn finish(&self, usage: UsageRecord, logs: Logs) -> Result<Box<Report>, Error> {
+        if let Err(e) = self.inner.runtime.sink.record(&usage) {
+            tracing::error!(error = %e, invocation_id = %usage.invocation_id, "usage record not written");
+            return Err(Error::Ledger(e));
+        }
+        self.inner.meters.observe(&usage);
+        Ok(Box::new(Report { usage, logs }))
+    }
+}
+
+/// Takes a tenant slot and a host slot, or says which limit was hit.
+fn admit(
+    tenant: &Tenant,
+    capacity: &Arc<Semaphore>,
+    max_instances: u32,
+) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), String> {
+    let t = tenant.slots.clone().try_acquire_owned().map_err(|_| {
+        format!(
+            "tenant `{}` is at its limit of {} concurrent invocations",
+            tenant.name, tenant.limits.max_concurrency
+        )
+    })?;
+    let h = capacity.clone().try_acquire_owned().map_err(|_| {
+        format!("the host is at its capacity of {max_instances} concurrent instances")
+    })?;
+    Ok((t, h))
+}
+
+enum Failure {
+    Guest(GuestError),
+    OutOfFuel,
+    Memory,
+    Timeout,
+    StackOverflow,
+    Trap(String),
+}
+
+impl Failure {
+    fn into_error(self, report: Box<Report>, limits: &Limits, stack: usize) -> Error {
+        match self {
+            Failure::Guest(error) => Error::Guest { error, report },
+            Failure::OutOfFuel => Error::OutOfFuel {
+                budget: limits.fuel,
+                report,
+            },
+            Failure::Memory => Error::MemoryLimitExceeded {
+                limit: limits.max_memory_bytes,
+                report,
+            },
+            Failure::Timeout => Error::Timeout {
+                timeout: limits.timeout,
+                report,
+            },
+            Failure::StackOverflow => Error::StackOverflow {
+                limit: stack,
+                report,
+            },
+            Failure::Trap(message) => Error::Trap { message, report },
+        }
+    }
+}
+
+fn classify(ended: Ended, memory_refused: bool) -> (Outcome, Result<Response, Failure>) {
+    match ended {
+        Ended::Returned(Ok(r)) => (Outcome::Success, Ok(r)),
+        Ended::Returned(Err(e)) => (Outcome::GuestError, Err(Failure::Guest(e))),
+        Ended::TimedOut => (Outcome::Timeout, Err(Failure::Timeout)),
+        Ended::Failed(e) => match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => (Outcome::OutOfFuel, Err(Failure::OutOfFuel)),
+            Some(Trap::StackOverflow) => (Outcome::StackOverflow, Err(Failure::StackOverflow)),
+            // A guest whose allocation was refused aborts (a trap of its
+            // own making): the refusal is the cause worth reporting.
+            _ if memory_refused => (Outcome::MemoryLimit, Err(Failure::Memory)),
+            Some(trap) => (Outcome::Trap, Err(Failure::Trap(trap.to_string()))),
+            None => (Outcome::Trap, Err(Failure::Trap(format!("{e:#}")))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("tenant", "acme-1_x").is_ok());
+        for bad in ["", "Acme", "a/b", "-x", "a b", &"x".repeat(64)] {
+            let err = check_name("tenant", bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limiter_sums_memories_and_refuses_past_the_limit() {
+        let mut l = MemoryLimiter {
+            limit: 3 << 16,
+            total: 0,
+            peak: 0,
+            refused: false,
+        };
+        assert!(l.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(l.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(l.memory_growing(1 << 16, 2 << 16, None).is_ok_and(|ok| !ok));
+        assert!(l.refused);
+        assert_eq!(l.peak, 2 << 16);
+    }
+}

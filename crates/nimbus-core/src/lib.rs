@@ -1,0 +1,42 @@
+//! The Nimbus host core: deploy WebAssembly components per tenant, run each
+//! invocation in a fresh, metered instance, and bill it.
+//!
+//! ```no_run
+//! use nimbus_core::{Event, Host, Limits};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = Host::builder().ledger_path("usage.jsonl").build()?;
+//! host.add_tenant("acme", Limits::default().fuel(50_000_000))?;
+//! let wasm = std::fs::read("target/guests/echo.wasm")?;
+//! let echo = host.deploy("acme", "echo", &wasm).await?;
+//!
+//! let done = echo.invoke(Event::new("demo.ping", "/demo", b"hello".to_vec())).await?;
+//! assert_eq!(done.response.data, b"hello");
+//! println!("fuel {} billed {} ms", done.usage.fuel_consumed, done.usage.billed_duration_ms);
+//! println!("{}", host.metrics_text());
+//! # Ok(()) }
+//! ```
+//!
+//! Everything not granted is denied: guests get wall and monotonic clocks,
+//! random bytes, an empty environment, no stdin, and stdout/stderr captured
+//! per invocation ([`Logs`]). No filesystem, no sockets; a component that
+//! imports them is refused at deploy, naming the import.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod event;
+mod host;
+mod limits;
+mod logs;
+mod metrics;
+mod usage;
+
+pub use error::Error;
+pub use event::{Event, GuestError, Response};
+pub use host::{FunctionHandle, Host, HostBuilder, Invocation, PoolConfig, Report};
+pub use limits::Limits;
+pub use logs::Logs;
+pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, UsageRecord, UsageSink};
+
+/// Re-exported so embedders use the same version Nimbus registers into.
+pub use prometheus;

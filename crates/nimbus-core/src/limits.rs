@@ -1,0 +1,58 @@
+use std::time::Duration;
+
+/// What one tenant's invocations may use. Every field is a hard limit.
+///
+/// | field | default | enforced by |
+/// |---|---|---|
+/// | `fuel` | 1 000 000 000 | wasmtime fuel: the invocation traps when it runs out |
+/// | `max_memory_bytes` | 128 MiB | a `ResourceLimiter`: `memory.grow` past it fails |
+/// | `timeout` | 10 s | a wall-clock deadline around instantiation and call |
+/// | `max_concurrency` | 64 | admission: the next invocation is throttled |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per invocation (about one unit per wasm instruction).
+    pub fuel: u64,
+    /// Linear memory per instance, summed over the instance's memories.
+    pub max_memory_bytes: u64,
+    /// Wall-clock deadline per invocation.
+    pub timeout: Duration,
+    /// Invocations of this tenant running at once.
+    pub max_concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 1_000_000_000,
+            max_memory_bytes: 128 << 20,
+            timeout: Duration::from_secs(10),
+            max_concurrency: 64,
+        }
+    }
+}
+
+impl Limits {
+    #[must_use]
+    pub fn fuel(mut self, fuel: u64) -> Self {
+        self.fuel = fuel;
+        self
+    }
+
+    #[must_use]
+    pub fn max_memory_bytes(mut self, bytes: u64) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    #[must_use]
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+}

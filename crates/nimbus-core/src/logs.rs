@@ -1,0 +1,152 @@
+//! Per-invocation capture of the guest's stdout and stderr.
+//!
+//! The guest never sees the host's own stdio. What it writes is kept in
+//! memory up to a cap per stream; past the cap bytes are counted and dropped,
+//! and the guest keeps running (a log flood is stopped by fuel or deadline,
+//! not by a surprise trap on a write).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi_io::poll::Pollable;
+use wasmtime_wasi_io::streams::{OutputStream, StreamError};
+
+/// What a guest wrote during one invocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logs {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Bytes written past the per-stream cap and dropped (0 if nothing was).
+    pub dropped_bytes: u64,
+}
+
+impl Logs {
+    /// Whether any output was dropped because a stream reached its cap.
+    pub fn truncated(&self) -> bool {
+        self.dropped_bytes > 0
+    }
+}
+
+#[derive(Debug)]
+struct Capture {
+    buf: Vec<u8>,
+    cap: usize,
+    dropped: u64,
+}
+
+impl Capture {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.buf.len());
+        let keep = bytes.len().min(room);
+        self.buf.extend_from_slice(&bytes[..keep]);
+        self.dropped += (bytes.len() - keep) as u64;
+    }
+}
+
+/// One captured output stream, shared between the WASI context and the host.
+#[derive(Debug, Clone)]
+pub(crate) struct CapturedStream(Arc<Mutex<Capture>>);
+
+/// Advertised write budget per `check-write`; it only shapes the guest's
+/// write chunks, the cap is enforced in [`Capture::push`].
+const WRITE_BUDGET: usize = 64 * 1024;
+
+impl CapturedStream {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self(Arc::new(Mutex::new(Capture {
+            buf: Vec::new(),
+            cap,
+            dropped: 0,
+        })))
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        // A poisoned lock only means another writer panicked mid-push; the
+        // buffer is still a valid prefix, so keep capturing.
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(bytes);
+    }
+
+    /// Takes what was captured and how many bytes were dropped.
+    pub(crate) fn take(&self) -> (Vec<u8>, u64) {
+        let mut c = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (std::mem::take(&mut c.buf), std::mem::take(&mut c.dropped))
+    }
+}
+
+impl IsTerminal for CapturedStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for CapturedStream {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for CapturedStream {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for CapturedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_and_counts_dropped_bytes() {
+        let s = CapturedStream::new(4);
+        s.push(b"abc");
+        s.push(b"defg");
+        let (buf, dropped) = s.take();
+        assert_eq!(buf, b"abcd");
+        assert_eq!(dropped, 3);
+    }
+}

@@ -1,0 +1,262 @@
+//! Usage records: one per invocation, whatever its outcome, and the sinks
+//! (ledgers) they are written to. A bill is made from the ledger; the
+//! Prometheus counters are updated only after the record is written, so the
+//! two always agree.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How an invocation ended. Serialized in `snake_case`; also the `outcome`
+/// label of `nimbus_invocations_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    Success,
+    GuestError,
+    OutOfFuel,
+    MemoryLimit,
+    Timeout,
+    StackOverflow,
+    Trap,
+    Throttled,
+}
+
+impl Outcome {
+    /// Every outcome, in the order metrics expose them.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Success,
+        Outcome::GuestError,
+        Outcome::OutOfFuel,
+        Outcome::MemoryLimit,
+        Outcome::Timeout,
+        Outcome::StackOverflow,
+        Outcome::Trap,
+        Outcome::Throttled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::GuestError => "guest_error",
+            Outcome::OutOfFuel => "out_of_fuel",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::Timeout => "timeout",
+            Outcome::StackOverflow => "stack_overflow",
+            Outcome::Trap => "trap",
+            Outcome::Throttled => "throttled",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The billing record of one invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// UUIDv7: unique, time-ordered; downstream consumers deduplicate on it.
+    pub invocation_id: Uuid,
+    pub tenant: String,
+    pub function: String,
+    pub outcome: Outcome,
+    /// Fuel consumed by the guest (0 when throttled).
+    pub fuel_consumed: u64,
+    /// Largest total linear memory the instance held, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Wall time from admission to completion, instantiation included.
+    pub wall_duration_us: u64,
+    /// Wall time rounded up to the next millisecond (as Lambda bills); 0
+    /// only for throttled invocations, which never ran.
+    pub billed_duration_ms: u64,
+    /// `peak_memory_bytes × billed_duration_ms`, in byte-milliseconds.
+    pub memory_byte_ms: u64,
+    /// When the invocation was admitted, RFC 3339 (UTC, microseconds).
+    pub started_at: String,
+}
+
+/// Where usage records go. Called once per invocation, before the caller
+/// sees the result; an error withholds that result (see [`crate::Error::Ledger`]).
+pub trait UsageSink: Send + Sync + 'static {
+    fn record(&self, record: &UsageRecord) -> std::io::Result<()>;
+}
+
+/// The default sink: one JSON object per line, appended to a file.
+///
+/// Each record is written with a single `write` call on an `O_APPEND` file
+/// before the invocation's result is returned, so a crash of the process
+/// loses nothing already reported as finished. With [`Self::sync_each`] the
+/// data is also `fdatasync`ed, which extends that to power loss at the price
+/// of a disk flush per invocation.
+#[derive(Debug)]
+pub struct JsonLinesLedger {
+    path: PathBuf,
+    file: Mutex<File>,
+    sync_each: bool,
+}
+
+impl JsonLinesLedger {
+    /// Opens (creating if needed) the ledger at `path` for appending.
+    pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+            sync_each: false,
+        })
+    }
+
+    /// Also `fdatasync` after every record.
+    #[must_use]
+    pub fn sync_each(mut self, enable: bool) -> Self {
+        self.sync_each = enable;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads every record of a ledger file. A torn last line (the process died
+    /// mid-write, before the record was acknowledged) is skipped; any other
+    /// malformed line is an error naming its line number.
+    pub fn read(path: impl AsRef<Path>) -> std::io::Result<Vec<UsageRecord>> {
+        let path = path.as_ref();
+        let file = BufReader::new(File::open(path)?);
+        let lines: Vec<String> = file.lines().collect::<Result<_, _>>()?;
+        let mut records = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(line) {
+                Ok(r) => records.push(r),
+                Err(_) if i + 1 == lines.len() => break,
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: line {}: {e}", path.display(), i + 1),
+                    ));
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl UsageSink for JsonLinesLedger {
+    fn record(&self, record: &UsageRecord) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.write_all(&line)?;
+        if self.sync_each {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps records in memory: for tests and embedders that forward records
+/// elsewhere themselves.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    records: Mutex<Vec<UsageRecord>>,
+}
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of every record so far, in completion order.
+    pub fn records(&self) -> Vec<UsageRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl UsageSink for MemoryLedger {
+    fn record(&self, record: &UsageRecord) -> std::io::Result<()> {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(record.clone());
+        Ok(())
+    }
+}
+
+/// Milliseconds billed for a wall duration: rounded up, at least 1.
+pub(crate) fn billed_ms(wall_us: u64) -> u64 {
+    wall_us.div_ceil(1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn billing_rounds_up_to_whole_milliseconds() {
+        assert_eq!(billed_ms(0), 1);
+        assert_eq!(billed_ms(1), 1);
+        assert_eq!(billed_ms(1000), 1);
+        assert_eq!(billed_ms(1001), 2);
+        assert_eq!(billed_ms(2_500_000), 2500);
+    }
+
+    fn record(n: u64) -> UsageRecord {
+        UsageRecord {
+            invocation_id: Uuid::now_v7(),
+            tenant: "t".into(),
+            function: "f".into(),
+            outcome: Outcome::Success,
+            fuel_consumed: n,
+            peak_memory_bytes: 65536,
+            wall_duration_us: 10,
+            billed_duration_ms: 1,
+            memory_byte_ms: 65536,
+            started_at: "2026-01-01T00:00:00.000000Z".into(),
+        }
+    }
+
+    #[test]
+    fn ledger_round_trips_and_skips_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/usage.jsonl");
+        let ledger = JsonLinesLedger::open(&path).unwrap();
+        ledger.record(&record(1)).unwrap();
+        ledger.record(&record(2)).unwrap();
+        drop(ledger);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"invocation_id\":\"01").unwrap();
+        let read = JsonLinesLedger::read(&path).unwrap();
+        assert_eq!(read.iter().map(|r| r.fuel_consumed).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn ledger_rejects_corruption_in_the_middle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.jsonl");
+        std::fs::write(&path, "garbage\n{}\n").unwrap();
+        let err = JsonLinesLedger::read(&path).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}

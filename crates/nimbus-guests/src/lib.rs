@@ -1,0 +1,138 @@
+//! Builds the sample guests in `guests/` into `target/guests/<name>.wasm`.
+//!
+//! The same builder serves the README's command (`cargo run -p nimbus-guests`)
+//! and the test harness, so what a user tries is what the tests ran. Guests
+//! are compiled from source for `wasm32-wasip2` in release mode (size-tuned
+//! profile in `guests/Cargo.toml`); binaries are never committed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The guests `build_all` produces, by name (`guests/<name>`).
+pub const GUESTS: &[&str] = &[
+    "echo",
+    "compute",
+    "spin-loop",
+    "memory-bomb",
+    "deep-recursion",
+    "trap",
+    "log-flood",
+    "sleep",
+];
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// The workspace root (the directory holding `guests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Built guests: name → path of the component.
+#[derive(Debug, Clone)]
+pub struct Guests {
+    paths: BTreeMap<String, PathBuf>,
+}
+
+impl Guests {
+    /// The component built from `guests/<name>`.
+    ///
+    /// # Panics
+    /// If `name` is not in [`GUESTS`]: a typo in a test, not a runtime condition.
+    pub fn path(&self, name: &str) -> &Path {
+        self.paths
+            .get(name)
+            .unwrap_or_else(|| panic!("no guest named {name:?}; known: {GUESTS:?}"))
+    }
+
+    /// The component's bytes.
+    pub fn bytes(&self, name: &str) -> Vec<u8> {
+        let path = self.path(name);
+        std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.paths.iter().map(|(k, v)| (k.as_str(), v.as_path()))
+    }
+}
+
+/// Builds every guest once per process (later calls reuse the result) and
+/// returns their paths.
+pub fn build_all() -> Result<Guests, String> {
+    static BUILT: OnceLock<Mutex<Option<Guests>>> = OnceLock::new();
+    let cell = BUILT.get_or_init(|| Mutex::new(None));
+    let mut built = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(g) = &*built {
+        return Ok(g.clone());
+    }
+    let guests = build(&workspace_root())?;
+    *built = Some(guests.clone());
+    Ok(guests)
+}
+
+/// Runs the build: installs the target if missing, compiles the guests
+/// workspace, and copies each component to `target/guests/<name>.wasm`.
+pub fn build(root: &Path) -> Result<Guests, String> {
+    ensure_target()?;
+    let target_dir = root.join("target/guest-build");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root.join("guests"))
+        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .arg(&target_dir)
+        // Settings of an outer cargo (a `cargo test` running us) must not
+        // leak into the guest build.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_MAKEFLAGS");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running cargo for the guests: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the guests failed ({status})"));
+    }
+    let out_dir = root.join("target/guests");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let mut paths = BTreeMap::new();
+    for name in GUESTS {
+        let built = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let dest = out_dir.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &dest)
+            .map_err(|e| format!("copying {} to {}: {e}", built.display(), dest.display()))?;
+        paths.insert(name.to_string(), dest);
+    }
+    Ok(Guests { paths })
+}
+
+/// A fresh machine lacks the wasm32-wasip2 standard library; rustup adds it.
+fn ensure_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("running rustup (needed to add the {TARGET} target): {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .map_err(|e| format!("running rustup target add {TARGET}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("rustup target add {TARGET} failed ({status})"))
+    }
+}

@@ -1,0 +1,34 @@
+//! Bindings for the `nimbus:function@0.1.0` world, shared by every guest so
+//! that the WIT is parsed and bound in one place.
+//!
+//! ```ignore
+//! use nimbus_guest::{Event, Guest, HandlerError, Response};
+//! struct Echo;
+//! impl Guest for Echo {
+//!     fn handle(event: Event) -> Result<Response, HandlerError> {
+//!         Ok(Response { content_type: event.content_type, data: event.data })
+//!     }
+//! }
+//! nimbus_guest::export!(Echo);
+//! ```
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "nimbus:function/function",
+    generate_all,
+    pub_export_macro: true,
+    default_bindings_module: "nimbus_guest",
+});
+
+pub use exports::nimbus::function::handler::Guest;
+pub use nimbus::function::types::{Error as HandlerError, Event, Response};
+
+impl Event {
+    /// The value of extension attribute `name`, if the producer set it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
