@@ -1,1 +1,5 @@
-fn main() {}
+//! The `nimbus` binary; all logic lives in the `nimbus-cli` crate.
+
+fn main() -> std::process::ExitCode {
+    nimbus_cli::main()
+}

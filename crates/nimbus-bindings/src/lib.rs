@@ -23,3 +23,6 @@ pub use generated::{Function, FunctionPre};
 
 /// The fully qualified name of the interface every function must export.
 pub const HANDLER_INTERFACE: &str = "nimbus:function/handler@0.1.0";
+
+/// The types-only interface functions import alongside the handler.
+pub const TYPES_INTERFACE: &str = "nimbus:function/types@0.1.0";

@@ -268,6 +268,8 @@ impl prometheus::core::Collector for SharedMetrics {
 /// The interfaces granted to every guest. Notably absent: filesystem and
 /// sockets (a component importing them is refused at deploy).
 const GRANTED_INTERFACES: &[&str] = &[
+    // Types-only; imported by every function because `handler` uses it.
+    "nimbus:function/types",
     "wasi:io/error",
     "wasi:io/poll",
     "wasi:io/streams",
@@ -323,6 +325,7 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
     cli::terminal_stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
     cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    l.instance(nimbus_bindings::TYPES_INTERFACE)?;
     Ok(linker)
 }
 
@@ -616,6 +619,16 @@ impl Host {
         };
 
         let ty = component.component_type();
+        for (import, _) in ty.imports(&rt.engine) {
+            let bare = import.split('@').next().unwrap_or(import);
+            if !GRANTED_INTERFACES.contains(&bare) {
+                return invalid(format!(
+                    "the component imports `{import}`, which Nimbus does not grant \
+                     (granted: wasi:io, wasi:clocks, wasi:random, and wasi:cli \
+                     environment/exit/stdio/terminal)"
+                ));
+            }
+        }
         let handler = nimbus_bindings::HANDLER_INTERFACE;
         let handler_prefix = handler.rsplit_once('.').map_or(handler, |(p, _)| p);
         if !ty
@@ -627,16 +640,6 @@ impl Host {
                 "the component does not export `{handler}` (it exports: {})",
                 if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
             ));
-        }
-        for (import, _) in ty.imports(&rt.engine) {
-            let bare = import.split('@').next().unwrap_or(import);
-            if !GRANTED_INTERFACES.contains(&bare) {
-                return invalid(format!(
-                    "the component imports `{import}`, which Nimbus does not grant \
-                     (granted: wasi:io, wasi:clocks, wasi:random, and wasi:cli \
-                     environment/exit/stdio/terminal)"
-                ));
-            }
         }
         let pre = rt
             .linker

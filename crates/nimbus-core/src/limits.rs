@@ -4,7 +4,7 @@ use std::time::Duration;
 ///
 /// | field | default | enforced by |
 /// |---|---|---|
-/// | `fuel` | 1 000 000 000 | wasmtime fuel: the invocation traps when it runs out |
+/// | `fuel` | 10 000 000 000 (about 1 s of tight wasm on this machine) | wasmtime fuel: the invocation traps when it runs out |
 /// | `max_memory_bytes` | 128 MiB | a `ResourceLimiter`: `memory.grow` past it fails |
 /// | `timeout` | 10 s | a wall-clock deadline around instantiation and call |
 /// | `max_concurrency` | 64 | admission: the next invocation is throttled |
@@ -23,7 +23,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            fuel: 1_000_000_000,
+            fuel: 10_000_000_000,
             max_memory_bytes: 128 << 20,
             timeout: Duration::from_secs(10),
             max_concurrency: 64,

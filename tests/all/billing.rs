@@ -1,0 +1,226 @@
+//! The ledger and the Prometheus counters agree exactly, per tenant and
+//! function, under concurrency; series are keyed by the exact pair; the
+//! exposition passes promtool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_core::prometheus::{self, proto::MetricType};
+use nimbus_core::{JsonLinesLedger, Limits};
+
+use crate::{event, guests, tenant_with, test_host};
+
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    by_outcome: BTreeMap<String, f64>,
+    fuel: f64,
+    billed_seconds: f64,
+    memory_byte_seconds: f64,
+    throttled: f64,
+}
+
+fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value())
+        .unwrap_or_default()
+}
+
+/// Totals per (tenant, function) read from the gathered metric families.
+fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), Totals> {
+    let mut out: BTreeMap<(String, String), Totals> = BTreeMap::new();
+    for mf in registry.gather() {
+        if mf.get_field_type() != MetricType::COUNTER || !mf.name().starts_with("nimbus_") {
+            continue;
+        }
+        for m in mf.get_metric() {
+            let key = (label(m, "tenant").to_string(), label(m, "function").to_string());
+            let v = m.get_counter().get_value();
+            let t = out.entry(key).or_default();
+            match mf.name() {
+                "nimbus_invocations_total" => {
+                    if v > 0.0 {
+                        t.by_outcome.insert(label(m, "outcome").to_string(), v);
+                    }
+                }
+                "nimbus_fuel_consumed_total" => t.fuel = v,
+                "nimbus_billed_duration_seconds_total" => t.billed_seconds = v,
+                "nimbus_memory_byte_seconds_total" => t.memory_byte_seconds = v,
+                "nimbus_throttled_invocations_total" => t.throttled = v,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The same totals computed from the ledger file.
+fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
+    let mut sums: BTreeMap<(String, String), (BTreeMap<String, u64>, u64, u64, u128)> =
+        BTreeMap::new();
+    for r in JsonLinesLedger::read(path).expect("ledger") {
+        let e = sums.entry((r.tenant.clone(), r.function.clone())).or_default();
+        *e.0.entry(r.outcome.to_string()).or_default() += 1;
+        e.1 += r.fuel_consumed;
+        e.2 += r.billed_duration_ms;
+        e.3 += u128::from(r.memory_byte_ms);
+    }
+    sums.into_iter()
+        .map(|(k, (outcomes, fuel, ms, byte_ms))| {
+            let throttled = outcomes.get("throttled").copied().unwrap_or(0) as f64;
+            let t = Totals {
+                by_outcome: outcomes.into_iter().map(|(o, n)| (o, n as f64)).collect(),
+                fuel: fuel as f64,
+                billed_seconds: ms as f64 / 1e3,
+                memory_byte_seconds: byte_ms as f64 / 1e3,
+                throttled,
+            };
+            (k, t)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_and_counters_agree_exactly_under_concurrency() {
+    let registry = prometheus::Registry::new();
+    let embedder_counter =
+        prometheus::IntCounter::new("embedder_requests_total", "The embedder's own metric.")
+            .expect("counter");
+    registry.register(Box::new(embedder_counter.clone())).expect("register");
+    let t = test_host(|b| b.registry(registry.clone()));
+    let host = &t.host;
+
+    // Names whose concatenations coincide: acme+billing == acmebill+ing.
+    let limits = Limits::default().max_concurrency(4);
+    host.add_tenant("acme", limits).expect("tenant");
+    host.add_tenant("acmebill", limits).expect("tenant");
+    host.deploy("acme", "billing", &guests().bytes("compute")).await.expect("deploy");
+    host.deploy("acmebill", "ing", &guests().bytes("compute")).await.expect("deploy");
+    host.deploy("acme", "crash", &guests().bytes("trap")).await.expect("deploy");
+    tenant_with(host, "zeta", Limits::default().max_concurrency(2), &["echo"]).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..240u32 {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let (tenant, function, data): (&str, &str, Vec<u8>) = match i % 6 {
+                0 | 1 => ("acme", "billing", format!("{}", 1000 + i * 37).into_bytes()),
+                2 => ("acmebill", "ing", format!("{}", 50_000 + i).into_bytes()),
+                3 => ("acmebill", "ing", b"not a number".to_vec()),
+                4 => ("acme", "crash", Vec::new()),
+                _ => ("zeta", "echo", vec![7; 1024]),
+            };
+            let _ = host.invoke(tenant, function, event(&data)).await;
+        }));
+    }
+    for task in tasks {
+        task.await.expect("invocation task");
+    }
+    embedder_counter.inc();
+
+    let ledger = from_ledger(&t.ledger);
+    let metrics = from_metrics(&registry);
+    let total: f64 = ledger.values().flat_map(|t| t.by_outcome.values()).sum();
+    assert_eq!(total, 240.0, "one record per invocation");
+    assert_eq!(ledger.len(), 4, "{ledger:?}");
+    assert_eq!(metrics, ledger);
+
+    let acme = &metrics[&("acme".to_string(), "billing".to_string())];
+    let acmebill = &metrics[&("acmebill".to_string(), "ing".to_string())];
+    assert_eq!(acme.by_outcome.values().sum::<f64>(), 80.0);
+    assert_eq!(acmebill.by_outcome.values().sum::<f64>(), 80.0);
+    assert!(acmebill.by_outcome.contains_key("guest_error"));
+    assert_ne!(acme.fuel, acmebill.fuel);
+
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .expect("encode");
+    assert!(text.contains("embedder_requests_total 1"), "{text}");
+    assert!(text.contains("nimbus_invocation_duration_seconds_count{tenant=\"acme\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_is_counted_once_and_in_flight_returns_to_zero() {
+    let t = test_host(|b| b);
+    let host = &t.host;
+    let limits = Limits::default()
+        .fuel(100_000_000)
+        .timeout(Duration::from_millis(400));
+    tenant_with(host, "t", limits, &["echo", "spin-loop", "trap", "sleep"]).await;
+    for f in ["echo", "echo", "spin-loop", "trap", "sleep"] {
+        let _ = host.invoke("t", f, event(b"")).await;
+    }
+    let m = from_metrics(host.registry());
+    let get = |f: &str, o: &str| {
+        m[&("t".to_string(), f.to_string())]
+            .by_outcome
+            .get(o)
+            .copied()
+    };
+    assert_eq!(get("echo", "success"), Some(2.0));
+    assert_eq!(get("spin-loop", "out_of_fuel"), Some(1.0));
+    assert_eq!(get("trap", "trap"), Some(1.0));
+    assert_eq!(get("sleep", "timeout"), Some(1.0));
+    let text = host.metrics_text();
+    for f in ["echo", "spin-loop", "trap", "sleep"] {
+        let line = format!("nimbus_invocations_in_flight{{tenant=\"t\",function=\"{f}\"}} 0\n");
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
+    assert_eq!(JsonLinesLedger::read(&t.ledger).expect("ledger").len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_usage_sink_withholds_the_result() {
+    struct Broken;
+    impl nimbus_core::UsageSink for Broken {
+        fn record(&self, _: &nimbus_core::UsageRecord) -> std::io::Result<()> {
+            Err(std::io::Error::other("disk full"))
+        }
+    }
+    let t = test_host(|b| b.usage_sink(Arc::new(Broken)));
+    tenant_with(&t.host, "t", Limits::default(), &["echo"]).await;
+    let err = t.host.invoke("t", "echo", event(b"x")).await.unwrap_err();
+    assert!(err.to_string().contains("usage ledger write failed: disk full"), "{err}");
+    // Not counted either: counters never run ahead of the ledger.
+    let m = from_metrics(t.host.registry());
+    assert!(m.values().all(|t| t.by_outcome.is_empty()), "{m:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_passes_promtool() {
+    let t = test_host(|b| b);
+    let host = &t.host;
+    tenant_with(host, "t", Limits::default().fuel(50_000_000), &["echo", "spin-loop"]).await;
+    host.invoke("t", "echo", event(b"x")).await.expect("echo");
+    let _ = host.invoke("t", "spin-loop", event(b"")).await;
+    let text = host.metrics_text();
+
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "promtool not runnable ({e}); run .ci/setup, which installs Debian's `prometheus` package"
+        ),
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
