@@ -364,19 +364,19 @@ fn bench_breakdown(c: &mut Criterion, s: &Setup) {
         .usage_sink(Arc::new(NullSink))
         .build()
         .expect("host");
-    null_host.add_tenant(TENANT, Limits::default()).expect("tenant");
-    let null_echo = s
-        .rt
-        .block_on(null_host.deploy(TENANT, "echo", &s.echo_wasm))
-        .expect("deploying echo");
+    null_host
+        .add_tenant(TENANT, Limits::default())
+        .expect("tenant");
+    let null_echo =
+        s.rt.block_on(null_host.deploy(TENANT, "echo", &s.echo_wasm))
+            .expect("deploying echo");
     // The ledger write alone, with a real record.
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = JsonLinesLedger::open(dir.path().join("usage.jsonl")).expect("ledger");
-    let record = s
-        .rt
-        .block_on(s.echo.invoke(s.echo_event.clone()))
-        .expect("invoke")
-        .usage;
+    let record =
+        s.rt.block_on(s.echo.invoke(s.echo_event.clone()))
+            .expect("invoke")
+            .usage;
 
     let mut g = c.benchmark_group(G_BREAKDOWN);
     g.bench_function("wasmtime_fuel_yield", |b| {
@@ -570,7 +570,10 @@ fn summary(since: SystemTime) {
     println!("\n[{G_BREAKDOWN}] cumulative steps from baseline to Nimbus; ratio vs baseline");
     for (f, label) in [
         ("wasmtime_fuel_yield", "+ fuel, yield every 1M"),
-        ("wasmtime_nimbus_store", "+ Nimbus store setup (limiter, stderr…)"),
+        (
+            "wasmtime_nimbus_store",
+            "+ Nimbus store setup (limiter, stderr…)",
+        ),
         (
             "wasmtime_nimbus_store_spawn_timeout",
             "+ tokio::spawn + tokio::time::timeout",
@@ -591,7 +594,11 @@ fn summary(since: SystemTime) {
     );
 
     println!("\n[{G_DEPLOY}] echo component");
-    row("deploy (validate + compile + pre-link)", &get(G_DEPLOY, "compile"), None);
+    row(
+        "deploy (validate + compile + pre-link)",
+        &get(G_DEPLOY, "compile"),
+        None,
+    );
     row(
         "first invoke after deploy; ratio vs warm",
         &get(G_DEPLOY, "first_invoke"),

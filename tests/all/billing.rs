@@ -36,14 +36,15 @@ fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), T
             continue;
         }
         for m in mf.get_metric() {
-            let key = (label(m, "tenant").to_string(), label(m, "function").to_string());
+            let key = (
+                label(m, "tenant").to_string(),
+                label(m, "function").to_string(),
+            );
             let v = m.get_counter().get_value();
             let t = out.entry(key).or_default();
             match mf.name() {
-                "nimbus_invocations_total" => {
-                    if v > 0.0 {
-                        t.by_outcome.insert(label(m, "outcome").to_string(), v);
-                    }
+                "nimbus_invocations_total" if v > 0.0 => {
+                    t.by_outcome.insert(label(m, "outcome").to_string(), v);
                 }
                 "nimbus_fuel_consumed_total" => t.fuel = v,
                 "nimbus_billed_duration_seconds_total" => t.billed_seconds = v,
@@ -58,10 +59,13 @@ fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), T
 
 /// The same totals computed from the ledger file.
 fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
-    let mut sums: BTreeMap<(String, String), (BTreeMap<String, u64>, u64, u64, u128)> =
-        BTreeMap::new();
+    /// Per function: records by outcome, fuel, billed ms, byte-ms.
+    type Sums = (BTreeMap<String, u64>, u64, u64, u128);
+    let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for r in JsonLinesLedger::read(path).expect("ledger") {
-        let e = sums.entry((r.tenant.clone(), r.function.clone())).or_default();
+        let e = sums
+            .entry((r.tenant.clone(), r.function.clone()))
+            .or_default();
         *e.0.entry(r.outcome.to_string()).or_default() += 1;
         e.1 += r.fuel_consumed;
         e.2 += r.billed_duration_ms;
@@ -88,7 +92,9 @@ async fn ledger_and_counters_agree_exactly_under_concurrency() {
     let embedder_counter =
         prometheus::IntCounter::new("embedder_requests_total", "The embedder's own metric.")
             .expect("counter");
-    registry.register(Box::new(embedder_counter.clone())).expect("register");
+    registry
+        .register(Box::new(embedder_counter.clone()))
+        .expect("register");
     let t = test_host(|b| b.registry(registry.clone()));
     let host = &t.host;
 
@@ -96,10 +102,22 @@ async fn ledger_and_counters_agree_exactly_under_concurrency() {
     let limits = Limits::default().max_concurrency(4);
     host.add_tenant("acme", limits).expect("tenant");
     host.add_tenant("acmebill", limits).expect("tenant");
-    host.deploy("acme", "billing", &guests().bytes("compute")).await.expect("deploy");
-    host.deploy("acmebill", "ing", &guests().bytes("compute")).await.expect("deploy");
-    host.deploy("acme", "crash", &guests().bytes("trap")).await.expect("deploy");
-    tenant_with(host, "zeta", Limits::default().max_concurrency(2), &["echo"]).await;
+    host.deploy("acme", "billing", &guests().bytes("compute"))
+        .await
+        .expect("deploy");
+    host.deploy("acmebill", "ing", &guests().bytes("compute"))
+        .await
+        .expect("deploy");
+    host.deploy("acme", "crash", &guests().bytes("trap"))
+        .await
+        .expect("deploy");
+    tenant_with(
+        host,
+        "zeta",
+        Limits::default().max_concurrency(2),
+        &["echo"],
+    )
+    .await;
 
     let mut tasks = Vec::new();
     for i in 0..240u32 {
@@ -182,7 +200,11 @@ async fn a_failing_usage_sink_withholds_the_result() {
     let t = test_host(|b| b.usage_sink(Arc::new(Broken)));
     tenant_with(&t.host, "t", Limits::default(), &["echo"]).await;
     let err = t.host.invoke("t", "echo", event(b"x")).await.unwrap_err();
-    assert!(err.to_string().contains("usage ledger write failed: disk full"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("usage ledger write failed: disk full"),
+        "{err}"
+    );
     // Not counted either: counters never run ahead of the ledger.
     let m = from_metrics(t.host.registry());
     assert!(m.values().all(|t| t.by_outcome.is_empty()), "{m:?}");
@@ -192,7 +214,13 @@ async fn a_failing_usage_sink_withholds_the_result() {
 async fn exposition_passes_promtool() {
     let t = test_host(|b| b);
     let host = &t.host;
-    tenant_with(host, "t", Limits::default().fuel(50_000_000), &["echo", "spin-loop"]).await;
+    tenant_with(
+        host,
+        "t",
+        Limits::default().fuel(50_000_000),
+        &["echo", "spin-loop"],
+    )
+    .await;
     host.invoke("t", "echo", event(b"x")).await.expect("echo");
     let _ = host.invoke("t", "spin-loop", event(b"")).await;
     let text = host.metrics_text();

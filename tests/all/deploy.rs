@@ -24,22 +24,26 @@ async fn bytes_that_are_not_wasm() {
 async fn a_core_module() {
     let module = wat::parse_str("(module (func (export \"handle\")))").expect("wat");
     let m = refused(&module).await;
-    assert!(m.contains("core WebAssembly module, not a component"), "{m}");
+    assert!(
+        m.contains("core WebAssembly module, not a component"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
 async fn a_component_without_the_handler_export() {
     let component = wat::parse_str("(component)").expect("wat");
     let m = refused(&component).await;
-    assert!(m.contains("does not export `nimbus:function/handler@0.1.0`"), "{m}");
+    assert!(
+        m.contains("does not export `nimbus:function/handler@0.1.0`"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
 async fn a_component_importing_what_is_not_granted() {
-    let component = wat::parse_str(
-        r#"(component (import "wasi:sockets/tcp@0.2.12" (instance)))"#,
-    )
-    .expect("wat");
+    let component = wat::parse_str(r#"(component (import "wasi:sockets/tcp@0.2.12" (instance)))"#)
+        .expect("wat");
     let m = refused(&component).await;
     assert!(m.contains("imports `wasi:sockets/tcp@0.2.12`"), "{m}");
     assert!(m.contains("does not grant"), "{m}");
@@ -59,7 +63,10 @@ async fn an_oversized_component() {
     let echo = guests().bytes("echo");
     let err = t.host.deploy("t", "echo", &echo).await.unwrap_err();
     let m = err.to_string();
-    assert!(m.contains(&format!("is {} bytes, above the limit of 4096", echo.len())), "{m}");
+    assert!(
+        m.contains(&format!("is {} bytes, above the limit of 4096", echo.len())),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -67,21 +74,41 @@ async fn unknown_tenants_functions_and_bad_names() {
     let t = test_host(|b| b);
     let echo = guests().bytes("echo");
     let err = t.host.deploy("nobody", "echo", &echo).await.unwrap_err();
-    assert!(matches!(&err, Error::NotFound(what) if what == "tenant `nobody`"), "{err}");
+    assert!(
+        matches!(&err, Error::NotFound(what) if what == "tenant `nobody`"),
+        "{err}"
+    );
 
     t.host.add_tenant("t", Limits::default()).expect("tenant");
     let err = t.host.deploy("t", "Bad/Name", &echo).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidName { kind: "function", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidName {
+                kind: "function",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = t.host.add_tenant("t", Limits::default()).unwrap_err();
     assert!(matches!(err, Error::TenantExists(_)), "{err}");
     let err = t
         .host
         .add_tenant("big", Limits::default().max_memory_bytes(1 << 40))
         .unwrap_err();
-    assert!(err.to_string().contains("above the host's per-instance maximum"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("above the host's per-instance maximum"),
+        "{err}"
+    );
 
     let err = t.host.invoke("t", "echo", event(b"")).await.unwrap_err();
-    assert!(err.to_string().contains("function `echo` of tenant `t` not found"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("function `echo` of tenant `t` not found"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +116,36 @@ async fn redeploy_replaces_and_keeps_in_flight_on_the_old_version() {
     let t = test_host(|b| b);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    let old = host.deploy("t", "f", &guests().bytes("echo")).await.expect("deploy");
-    host.deploy("t", "f", &guests().bytes("compute")).await.expect("redeploy");
+    let old = host
+        .deploy("t", "f", &guests().bytes("echo"))
+        .await
+        .expect("deploy");
+    host.deploy("t", "f", &guests().bytes("compute"))
+        .await
+        .expect("redeploy");
     // The old handle still runs the old version; the name runs the new one.
-    assert_eq!(old.invoke(event(b"7")).await.expect("old").response.data, b"7");
-    assert_eq!(host.invoke("t", "f", event(b"7")).await.expect("new").response.data, b"3");
+    assert_eq!(
+        old.invoke(event(b"7")).await.expect("old").response.data,
+        b"7"
+    );
+    assert_eq!(
+        host.invoke("t", "f", event(b"7"))
+            .await
+            .expect("new")
+            .response
+            .data,
+        b"3"
+    );
     // A failed redeploy leaves the running version in place.
     assert!(host.deploy("t", "f", b"junk").await.is_err());
-    assert_eq!(host.invoke("t", "f", event(b"7")).await.expect("kept").response.data, b"3");
+    assert_eq!(
+        host.invoke("t", "f", event(b"7"))
+            .await
+            .expect("kept")
+            .response
+            .data,
+        b"3"
+    );
     assert_eq!(host.functions("t"), ["f"]);
     host.remove_function("t", "f").expect("remove");
     assert!(host.invoke("t", "f", event(b"7")).await.is_err());

@@ -16,7 +16,10 @@ fn tight() -> Limits {
 
 /// After any failure the same host still serves echo correctly.
 async fn echo_still_works(host: &nimbus_core::Host) {
-    let done = host.invoke("t", "echo", event(b"still here")).await.expect("echo");
+    let done = host
+        .invoke("t", "echo", event(b"still here"))
+        .await
+        .expect("echo");
     assert_eq!(done.response.data, b"still here");
 }
 
@@ -36,24 +39,48 @@ async fn each_limit_has_its_own_outcome() {
     tenant_with(host, "t", tight().timeout(Duration::from_millis(700)), &all).await;
 
     let err = host.invoke("t", "spin-loop", event(b"")).await.unwrap_err();
-    assert!(matches!(err, Error::OutOfFuel { budget: 300_000_000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::OutOfFuel {
+                budget: 300_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let usage = &err.report().expect("report").usage;
     assert_eq!(usage.outcome, Outcome::OutOfFuel);
     assert_eq!(usage.fuel_consumed, 300_000_000);
     assert!(err.to_string().contains("out of fuel"), "{err}");
     echo_still_works(host).await;
 
-    let err = host.invoke("t", "memory-bomb", event(b"")).await.unwrap_err();
-    assert!(matches!(err, Error::MemoryLimitExceeded { limit, .. } if limit == 32 << 20), "{err}");
+    let err = host
+        .invoke("t", "memory-bomb", event(b""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MemoryLimitExceeded { limit, .. } if limit == 32 << 20),
+        "{err}"
+    );
     let usage = &err.report().expect("report").usage;
     assert_eq!(usage.outcome, Outcome::MemoryLimit);
-    assert!(usage.peak_memory_bytes <= 32 << 20 && usage.peak_memory_bytes > 16 << 20, "{usage:?}");
+    assert!(
+        usage.peak_memory_bytes <= 32 << 20 && usage.peak_memory_bytes > 16 << 20,
+        "{usage:?}"
+    );
     echo_still_works(host).await;
 
-    let err = host.invoke("t", "deep-recursion", event(b"")).await.unwrap_err();
+    let err = host
+        .invoke("t", "deep-recursion", event(b""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::StackOverflow { .. }), "{err}");
     assert!(err.to_string().contains("stack overflow"), "{err}");
-    assert_eq!(err.report().expect("report").usage.outcome, Outcome::StackOverflow);
+    assert_eq!(
+        err.report().expect("report").usage.outcome,
+        Outcome::StackOverflow
+    );
     echo_still_works(host).await;
 
     let err = host.invoke("t", "trap", event(b"")).await.unwrap_err();
@@ -63,12 +90,18 @@ async fn each_limit_has_its_own_outcome() {
     assert!(message.contains("unreachable"), "{message}");
     assert_eq!(report.usage.outcome, Outcome::Trap);
     let stderr = String::from_utf8_lossy(&report.logs.stderr);
-    assert!(stderr.contains("panicked on purpose"), "guest stderr: {stderr}");
+    assert!(
+        stderr.contains("panicked on purpose"),
+        "guest stderr: {stderr}"
+    );
     echo_still_works(host).await;
 
     // Blocked in a host call (a wasi clocks sleep): only the deadline helps.
     let err = host.invoke("t", "sleep", event(b"")).await.unwrap_err();
-    assert!(matches!(err, Error::Timeout { timeout, .. } if timeout == Duration::from_millis(700)), "{err}");
+    assert!(
+        matches!(err, Error::Timeout { timeout, .. } if timeout == Duration::from_millis(700)),
+        "{err}"
+    );
     let report = err.report().expect("report");
     assert_eq!(report.usage.outcome, Outcome::Timeout);
     assert!(report.usage.billed_duration_ms >= 700, "{:?}", report.usage);
@@ -77,7 +110,10 @@ async fn each_limit_has_its_own_outcome() {
 
     // Writes without end: capped capture, and fuel stops it.
     let err = host.invoke("t", "log-flood", event(b"")).await.unwrap_err();
-    assert!(matches!(err, Error::OutOfFuel { .. } | Error::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, Error::OutOfFuel { .. } | Error::Timeout { .. }),
+        "{err}"
+    );
     let logs = &err.report().expect("report").logs;
     assert_eq!(logs.stdout.len(), 64 << 10);
     assert!(logs.truncated() && logs.dropped_bytes > 0);
@@ -96,7 +132,11 @@ async fn a_spinning_guest_is_stopped_by_the_deadline_when_fuel_is_plentiful() {
         &["spin-loop", "echo"],
     )
     .await;
-    let err = t.host.invoke("t", "spin-loop", event(b"")).await.unwrap_err();
+    let err = t
+        .host
+        .invoke("t", "spin-loop", event(b""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     assert!(err.report().expect("report").usage.fuel_consumed > 1_000_000);
     echo_still_works(&t.host).await;
@@ -124,15 +164,23 @@ async fn a_spinning_guest_does_not_starve_another_tenant() {
         async move { host.invoke("hog", "spin-loop", event(b"")).await }
     });
     wait_for("the hog to be running", || {
-        metric(&host, "nimbus_invocations_in_flight{tenant=\"hog\",function=\"spin-loop\"}")
-            == Some(1.0)
+        metric(
+            &host,
+            "nimbus_invocations_in_flight{tenant=\"hog\",function=\"spin-loop\"}",
+        ) == Some(1.0)
     })
     .await;
     for i in 0..20u8 {
-        let done = host.invoke("quick", "echo", event(&[i])).await.expect("echo");
+        let done = host
+            .invoke("quick", "echo", event(&[i]))
+            .await
+            .expect("echo");
         assert_eq!(done.response.data, [i]);
     }
-    assert!(!hog.is_finished(), "the hog finished before the quick tenant's invocations");
+    assert!(
+        !hog.is_finished(),
+        "the hog finished before the quick tenant's invocations"
+    );
     hog.abort();
 }
 
@@ -151,7 +199,10 @@ async fn the_concurrency_quota_throttles_with_a_record() {
         async move { host.invoke("t", "sleep", event(b"")).await }
     });
     wait_for("the sleeper to be running", || {
-        metric(host, "nimbus_invocations_in_flight{tenant=\"t\",function=\"sleep\"}") == Some(1.0)
+        metric(
+            host,
+            "nimbus_invocations_in_flight{tenant=\"t\",function=\"sleep\"}",
+        ) == Some(1.0)
     })
     .await;
 
@@ -165,12 +216,16 @@ async fn the_concurrency_quota_throttles_with_a_record() {
     assert_eq!(report.usage.billed_duration_ms, 0);
 
     // Another tenant is not affected by this one's quota.
-    host.invoke("other", "echo", event(b"y")).await.expect("other tenant");
+    host.invoke("other", "echo", event(b"y"))
+        .await
+        .expect("other tenant");
 
     let slept = sleeper.await.expect("join").unwrap_err();
     assert!(matches!(slept, Error::Timeout { .. }), "{slept}");
     // With the slot free again, the tenant runs.
-    host.invoke("t", "echo", event(b"z")).await.expect("after the sleeper");
+    host.invoke("t", "echo", event(b"z"))
+        .await
+        .expect("after the sleeper");
 
     let records = nimbus_core::JsonLinesLedger::read(&t.ledger).expect("ledger");
     let throttled: Vec<_> = records
@@ -180,7 +235,10 @@ async fn the_concurrency_quota_throttles_with_a_record() {
     assert_eq!(throttled.len(), 1);
     assert_eq!(throttled[0].invocation_id, report.usage.invocation_id);
     assert_eq!(
-        metric(host, "nimbus_throttled_invocations_total{tenant=\"t\",function=\"echo\"}"),
+        metric(
+            host,
+            "nimbus_throttled_invocations_total{tenant=\"t\",function=\"echo\"}"
+        ),
         Some(1.0)
     );
 }
@@ -188,7 +246,10 @@ async fn the_concurrency_quota_throttles_with_a_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuel_is_deterministic_and_grows_with_input() {
     let fuel_of = |host: nimbus_core::Host, n: &'static str| async move {
-        let done = host.invoke("t", "compute", event(n.as_bytes())).await.expect("compute");
+        let done = host
+            .invoke("t", "compute", event(n.as_bytes()))
+            .await
+            .expect("compute");
         (done.response.data, done.usage.fuel_consumed)
     };
     let a = test_host(|b| b);
@@ -198,11 +259,22 @@ async fn fuel_is_deterministic_and_grows_with_input() {
 
     let (primes, small) = fuel_of(a.host.clone(), "1000").await;
     assert_eq!(primes, b"168");
-    assert_eq!(fuel_of(a.host.clone(), "1000").await.1, small, "same host, same input");
-    assert_eq!(fuel_of(b.host.clone(), "1000").await.1, small, "another host, same input");
+    assert_eq!(
+        fuel_of(a.host.clone(), "1000").await.1,
+        small,
+        "same host, same input"
+    );
+    assert_eq!(
+        fuel_of(b.host.clone(), "1000").await.1,
+        small,
+        "another host, same input"
+    );
     let (primes, large) = fuel_of(a.host.clone(), "100000").await;
     assert_eq!(primes, b"9592");
-    assert!(large > small * 10, "fuel {large} for 100000 vs {small} for 1000");
+    assert!(
+        large > small * 10,
+        "fuel {large} for 100000 vs {small} for 1000"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,15 +283,29 @@ async fn instances_share_no_state() {
     // affect the next, and outputs depend only on inputs.
     let t = test_host(|b| b);
     tenant_with(&t.host, "t", Limits::default(), &["compute"]).await;
-    let err = t.host.invoke("t", "compute", event(b"nope")).await.unwrap_err();
+    let err = t
+        .host
+        .invoke("t", "compute", event(b"nope"))
+        .await
+        .unwrap_err();
     let Error::Guest { error, report } = &err else {
         panic!("expected a guest error, got {err}")
     };
-    assert!(error.to_string().contains("expected a decimal number"), "{error}");
+    assert!(
+        error.to_string().contains("expected a decimal number"),
+        "{error}"
+    );
     assert_eq!(report.usage.outcome, Outcome::GuestError);
     for _ in 0..3 {
-        let done = t.host.invoke("t", "compute", event(b"10")).await.expect("compute");
+        let done = t
+            .host
+            .invoke("t", "compute", event(b"10"))
+            .await
+            .expect("compute");
         assert_eq!(done.response.data, b"4");
-        assert_eq!(String::from_utf8_lossy(&done.logs.stdout), "primes below 10: 4\n");
+        assert_eq!(
+            String::from_utf8_lossy(&done.logs.stdout),
+            "primes below 10: 4\n"
+        );
     }
 }

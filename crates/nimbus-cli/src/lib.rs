@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use nimbus_core::{Error, Event, Host, Limits, Logs, Report};
 
 #[derive(Debug, Parser)]
-#[command(name = "nimbus", version, about = "Nimbus: a multi-tenant WebAssembly function host")]
+#[command(
+    name = "nimbus",
+    version,
+    about = "Nimbus: a multi-tenant WebAssembly function host"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -193,10 +197,10 @@ async fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    if let Some(path) = &args.metrics {
-        if let Err(e) = std::fs::write(path, host.metrics_text()) {
-            return fail(format_args!("writing --metrics {}: {e}", path.display()));
-        }
+    if let Some(path) = &args.metrics
+        && let Err(e) = std::fs::write(path, host.metrics_text())
+    {
+        return fail(format_args!("writing --metrics {}: {e}", path.display()));
     }
     match result {
         Ok(response) => {

@@ -55,7 +55,10 @@ pub enum Error {
     /// Any other trap: a guest panic, an out-of-bounds access, a failed
     /// instantiation. The message is wasmtime's, without guest backtraces.
     #[error("trap: {message}")]
-    Trap { message: String, report: Box<Report> },
+    Trap {
+        message: String,
+        report: Box<Report>,
+    },
 
     /// The guest returned its WIT `error` on purpose.
     #[error("guest error: {error}")]

@@ -204,15 +204,16 @@ impl HostBuilder {
             Engine::new(&config).map_err(|e| Error::Config(format!("wasmtime engine: {e:#}")))?;
         let linker = guest_linker(&engine).map_err(|e| Error::Config(format!("linker: {e:#}")))?;
 
-        let sink: Arc<dyn UsageSink> = match (self.sink, self.ledger_path) {
-            (Some(sink), _) => sink,
-            (None, path) => {
-                let path = path.unwrap_or_else(|| PathBuf::from("nimbus-usage.jsonl"));
-                Arc::new(JsonLinesLedger::open(&path).map_err(|e| {
-                    Error::Config(format!("usage ledger {}: {e}", path.display()))
-                })?)
-            }
-        };
+        let sink: Arc<dyn UsageSink> =
+            match (self.sink, self.ledger_path) {
+                (Some(sink), _) => sink,
+                (None, path) => {
+                    let path = path.unwrap_or_else(|| PathBuf::from("nimbus-usage.jsonl"));
+                    Arc::new(JsonLinesLedger::open(&path).map_err(|e| {
+                        Error::Config(format!("usage ledger {}: {e}", path.display()))
+                    })?)
+                }
+            };
         let registry = self.registry.unwrap_or_default();
         let metrics = Arc::new(Metrics::new());
         registry
@@ -638,7 +639,11 @@ impl Host {
             let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
             return invalid(format!(
                 "the component does not export `{handler}` (it exports: {})",
-                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
             ));
         }
         let pre = rt
@@ -856,7 +861,11 @@ impl FunctionHandle {
         started_at: SystemTime,
     ) -> UsageRecord {
         let wall_us = wall.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        let billed = if wall.is_some() { billed_ms(wall_us) } else { 0 };
+        let billed = if wall.is_some() {
+            billed_ms(wall_us)
+        } else {
+            0
+        };
         UsageRecord {
             invocation_id,
             tenant: self.inner.tenant.name.to_string(),

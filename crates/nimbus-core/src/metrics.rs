@@ -304,7 +304,8 @@ impl Collector for Metrics {
     fn collect(&self) -> Vec<MetricFamily> {
         let mut functions: Vec<Arc<FunctionMeters>> =
             self.functions.iter().map(|e| e.value().clone()).collect();
-        functions.sort_by(|a, b| (&a.tenant.tenant, &a.function).cmp(&(&b.tenant.tenant, &b.function)));
+        functions
+            .sort_by(|a, b| (&a.tenant.tenant, &a.function).cmp(&(&b.tenant.tenant, &b.function)));
         let mut tenants: Vec<Arc<TenantMeters>> =
             self.tenants.iter().map(|e| e.value().clone()).collect();
         tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
@@ -390,15 +391,21 @@ mod tests {
     #[test]
     fn series_whose_label_concatenations_coincide_stay_apart() {
         let metrics = Metrics::new();
-        metrics.function("acme", "billing").observe(&record("acme", "billing", 7));
-        metrics.function("acmebill", "ing").observe(&record("acmebill", "ing", 1000));
+        metrics
+            .function("acme", "billing")
+            .observe(&record("acme", "billing", 7));
+        metrics
+            .function("acmebill", "ing")
+            .observe(&record("acmebill", "ing", 1000));
         let text = text(metrics);
         assert!(
             text.contains("nimbus_fuel_consumed_total{tenant=\"acme\",function=\"billing\"} 7\n"),
             "{text}"
         );
         assert!(
-            text.contains("nimbus_fuel_consumed_total{tenant=\"acmebill\",function=\"ing\"} 1000\n"),
+            text.contains(
+                "nimbus_fuel_consumed_total{tenant=\"acmebill\",function=\"ing\"} 1000\n"
+            ),
             "{text}"
         );
     }
@@ -412,9 +419,27 @@ mod tests {
         slow.wall_duration_us = 20_000_000;
         m.observe(&slow);
         let text = text(metrics);
-        assert!(text.contains("nimbus_invocation_duration_seconds_bucket{tenant=\"t\",le=\"0.0025\"} 1\n"), "{text}");
-        assert!(text.contains("nimbus_invocation_duration_seconds_bucket{tenant=\"t\",le=\"+Inf\"} 2\n"), "{text}");
-        assert!(text.contains("nimbus_invocation_duration_seconds_sum{tenant=\"t\"} 20.0015\n"), "{text}");
-        assert!(text.contains("nimbus_billed_duration_seconds_total{tenant=\"t\",function=\"f\"} 0.004\n"), "{text}");
+        assert!(
+            text.contains(
+                "nimbus_invocation_duration_seconds_bucket{tenant=\"t\",le=\"0.0025\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "nimbus_invocation_duration_seconds_bucket{tenant=\"t\",le=\"+Inf\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("nimbus_invocation_duration_seconds_sum{tenant=\"t\"} 20.0015\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "nimbus_billed_duration_seconds_total{tenant=\"t\",function=\"f\"} 0.004\n"
+            ),
+            "{text}"
+        );
     }
 }

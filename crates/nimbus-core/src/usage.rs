@@ -248,7 +248,10 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"invocation_id\":\"01").unwrap();
         let read = JsonLinesLedger::read(&path).unwrap();
-        assert_eq!(read.iter().map(|r| r.fuel_consumed).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            read.iter().map(|r| r.fuel_consumed).collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 
     #[test]
