@@ -144,12 +144,23 @@ fn nimbus_pool() -> PoolingAllocationConfig {
 
 /// Full WASI p2 plus the types-only interface, then compile and pre-link.
 fn prepare(engine: &Engine, wasm: &[u8]) -> FunctionPre<Plain> {
+    prepare_with(engine, wasm, false)
+}
+
+/// [`prepare`], optionally building the copy-on-write memory images now
+/// rather than lazily at the first instantiation.
+fn prepare_with(engine: &Engine, wasm: &[u8], init_cow_image: bool) -> FunctionPre<Plain> {
     let mut linker = Linker::<Plain>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("linking WASI");
     linker
         .instance(nimbus_bindings::TYPES_INTERFACE)
         .expect("linking the types interface");
     let component = Component::new(engine, wasm).expect("compiling the guest");
+    if init_cow_image {
+        component
+            .initialize_copy_on_write_image()
+            .expect("copy-on-write image");
+    }
     let pre = linker
         .instantiate_pre(&component)
         .expect("pre-instantiating the guest");
@@ -290,6 +301,8 @@ struct Setup {
     host: Host,
     echo: FunctionHandle,
     echo_event: Event,
+    /// The plain-wasmtime baseline for `echo`.
+    baseline: FunctionPre<Plain>,
     _dir: tempfile::TempDir,
 }
 
@@ -316,6 +329,16 @@ fn setup() -> Setup {
         .block_on(echo.invoke(echo_event.clone()))
         .expect("echo works through Nimbus");
     assert_eq!(done.response.data, ECHO_DATA);
+    let baseline = prepare(
+        &engine(Metering::None, PoolingAllocationConfig::default()),
+        &echo_wasm,
+    );
+    let check = rt.block_on(call_plain(
+        &baseline,
+        Metering::None,
+        &wit_event(&echo_event),
+    ));
+    assert_eq!(check.data, ECHO_DATA);
     Setup {
         rt,
         echo_wasm,
@@ -323,19 +346,13 @@ fn setup() -> Setup {
         host,
         echo,
         echo_event,
+        baseline,
         _dir: dir,
     }
 }
 
 fn bench_invoke_echo(c: &mut Criterion, s: &Setup) {
-    let baseline = prepare(
-        &engine(Metering::None, PoolingAllocationConfig::default()),
-        &s.echo_wasm,
-    );
-    let wit = wit_event(&s.echo_event);
-    let check = s.rt.block_on(call_plain(&baseline, Metering::None, &wit));
-    assert_eq!(check.data, ECHO_DATA);
-
+    let (baseline, wit) = (&s.baseline, wit_event(&s.echo_event));
     let mut g = c.benchmark_group(G_INVOKE);
     g.bench_function("nimbus", |b| {
         b.to_async(&s.rt)
@@ -343,7 +360,7 @@ fn bench_invoke_echo(c: &mut Criterion, s: &Setup) {
     });
     g.bench_function("wasmtime_baseline", |b| {
         b.to_async(&s.rt)
-            .iter(|| async { call_plain(&baseline, Metering::None, &wit.clone()).await })
+            .iter(|| async { call_plain(baseline, Metering::None, &wit.clone()).await })
     });
     g.finish();
 }
@@ -370,6 +387,19 @@ fn bench_breakdown(c: &mut Criterion, s: &Setup) {
     let null_echo =
         s.rt.block_on(null_host.deploy(TENANT, "echo", &s.echo_wasm))
             .expect("deploying echo");
+    // Nimbus with its ledger on tmpfs: the same work minus the disk
+    // filesystem's share of the `write`.
+    let shm = tempfile::tempdir_in("/dev/shm").ok().map(|dir| {
+        let host = Host::builder()
+            .ledger_path(dir.path().join("usage.jsonl"))
+            .build()
+            .expect("host");
+        host.add_tenant(TENANT, Limits::default()).expect("tenant");
+        let echo =
+            s.rt.block_on(host.deploy(TENANT, "echo", &s.echo_wasm))
+                .expect("deploying echo");
+        (dir, host, echo)
+    });
     // The ledger write alone, with a real record.
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = JsonLinesLedger::open(dir.path().join("usage.jsonl")).expect("ledger");
@@ -405,8 +435,17 @@ fn bench_breakdown(c: &mut Criterion, s: &Setup) {
         b.to_async(&s.rt)
             .iter(|| null_echo.invoke(s.echo_event.clone()))
     });
+    if let Some((_, _, shm_echo)) = &shm {
+        g.bench_function("nimbus_ledger_on_tmpfs", |b| {
+            b.to_async(&s.rt)
+                .iter(|| shm_echo.invoke(s.echo_event.clone()))
+        });
+    }
     g.bench_function("ledger_record_only", |b| {
         b.iter(|| ledger.record(black_box(&record)).expect("ledger write"))
+    });
+    g.bench_function("usage_record_to_json", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&record)).expect("json"))
     });
     g.finish();
 }
@@ -420,12 +459,13 @@ fn bench_deploy(c: &mut Criterion, s: &Setup) {
         b.to_async(&s.rt)
             .iter(|| s.host.deploy(TENANT, "echo-deploy", &s.echo_wasm))
     });
-    // Each iteration deploys (~tens of ms, untimed) and times one invoke, so
-    // criterion's timing budget covers only the invokes: keep it tiny, or
-    // it would schedule thousands of deploys. Flat sampling, 10 samples of
-    // a few iterations each.
+    // Each iteration deploys (~25 ms, untimed) and times one invoke.
+    // Criterion plans iterations from the wall time of the whole routine
+    // (deploys included) and analyses only the returned (invoke) time, so
+    // the budget below is mostly compile time: with flat sampling, 10
+    // samples of ~8 deploy+invoke rounds, one warm-up round.
     g.warm_up_time(Duration::from_millis(1));
-    g.measurement_time(Duration::from_millis(5));
+    g.measurement_time(Duration::from_secs(2));
     g.bench_function("first_invoke", |b| {
         b.to_async(&s.rt).iter_custom(|iters| async move {
             let mut timed = Duration::ZERO;
@@ -443,6 +483,31 @@ fn bench_deploy(c: &mut Criterion, s: &Setup) {
             timed
         })
     });
+    // The same in plain wasmtime, with and without building the
+    // copy-on-write memory image before the first instantiation (wasmtime
+    // builds it lazily, on the first instantiation of a new module).
+    let engine = engine(Metering::None, PoolingAllocationConfig::default());
+    let wit = wit_event(&s.echo_event);
+    for (name, init_cow_image) in [
+        ("first_call_plain", false),
+        ("first_call_plain_cow_init", true),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&s.rt).iter_custom(|iters| {
+                let (engine, wit) = (&engine, &wit);
+                async move {
+                    let mut timed = Duration::ZERO;
+                    for _ in 0..iters {
+                        let pre = prepare_with(engine, &s.echo_wasm, init_cow_image);
+                        let start = Instant::now();
+                        black_box(call_plain(&pre, Metering::None, wit).await);
+                        timed += start.elapsed();
+                    }
+                    timed
+                }
+            })
+        });
+    }
     g.finish();
 }
 
@@ -494,6 +559,49 @@ fn bench_deadline(c: &mut Criterion, s: &Setup) {
 }
 
 // ---------------------------------------------------------------------------
+// Paired check
+
+/// Nimbus / baseline measured in alternating short batches, so that load
+/// from anything else on the machine (a shared 2-core box) hits both alike.
+/// Returns the 25th, 50th and 75th percentiles of the per-round ratios.
+fn paired_ratio(s: &Setup) -> [f64; 3] {
+    const ROUNDS: usize = 101;
+    const BATCH: u32 = 200;
+    let wit = wit_event(&s.echo_event);
+    let nimbus = || async {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            black_box(s.echo.invoke(s.echo_event.clone()).await.expect("invoke"));
+        }
+        start.elapsed().as_secs_f64()
+    };
+    let baseline = || async {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            black_box(call_plain(&s.baseline, Metering::None, &wit.clone()).await);
+        }
+        start.elapsed().as_secs_f64()
+    };
+    let mut ratios: Vec<f64> = s.rt.block_on(async {
+        let mut ratios = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let (n, b) = if round % 2 == 0 {
+                let n = nimbus().await;
+                (n, baseline().await)
+            } else {
+                let b = baseline().await;
+                (nimbus().await, b)
+            };
+            ratios.push(n / b);
+        }
+        ratios
+    });
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+// ---------------------------------------------------------------------------
 // Summary
 
 /// Where criterion writes its reports, found the way criterion finds it
@@ -542,13 +650,13 @@ fn human(ns: f64) -> String {
 /// One table row: the time, and its ratio against `base` when both exist.
 fn row(label: &str, value: &Result<f64, String>, base: Option<&Result<f64, String>>) {
     match (value, base) {
-        (Ok(v), Some(Ok(b))) => println!("  {label:<42} {:>10}  {:>6.2}×", human(*v), v / b),
-        (Ok(v), _) => println!("  {label:<42} {:>10}", human(*v)),
-        (Err(why), _) => println!("  {label:<42} {why}"),
+        (Ok(v), Some(Ok(b))) => println!("  {label:<46} {:>10}  {:>6.2}×", human(*v), v / b),
+        (Ok(v), _) => println!("  {label:<46} {:>10}", human(*v)),
+        (Err(why), _) => println!("  {label:<46} {why}"),
     }
 }
 
-fn summary(since: SystemTime) {
+fn summary(s: &Setup, since: SystemTime) {
     let get = |g: &str, f: &str| mean_ns(g, f, since);
     println!();
     println!("==== Summary (criterion mean per iteration) ====");
@@ -565,6 +673,11 @@ fn summary(since: SystemTime) {
             "  => Nimbus / baseline = {ratio:.3}× ({verdict} the 1.15× target), +{} per call",
             human(n - b)
         );
+        let [p25, p50, p75] = paired_ratio(s);
+        println!(
+            "  => paired check, 101 alternating rounds of 200 calls each: \
+             median {p50:.3}× (p25 {p25:.3}×, p75 {p75:.3}×)"
+        );
     }
 
     println!("\n[{G_BREAKDOWN}] cumulative steps from baseline to Nimbus; ratio vs baseline");
@@ -579,17 +692,23 @@ fn summary(since: SystemTime) {
             "+ tokio::spawn + tokio::time::timeout",
         ),
         ("nimbus_null_sink", "Nimbus, usage records dropped"),
+        ("nimbus_ledger_on_tmpfs", "Nimbus, ledger file on tmpfs"),
     ] {
         row(label, &get(G_BREAKDOWN, f), Some(&base));
     }
     row(
-        "Nimbus, JSON-lines ledger (from invoke_echo)",
+        "Nimbus, ledger file on ext4 (invoke_echo)",
         &nimbus,
         Some(&base),
     );
     row(
-        "JsonLinesLedger::record alone",
+        "JsonLinesLedger::record alone (ext4)",
         &get(G_BREAKDOWN, "ledger_record_only"),
+        None,
+    );
+    row(
+        "  of which serde_json::to_vec(record)",
+        &get(G_BREAKDOWN, "usage_record_to_json"),
         None,
     );
 
@@ -603,6 +722,16 @@ fn summary(since: SystemTime) {
         "first invoke after deploy; ratio vs warm",
         &get(G_DEPLOY, "first_invoke"),
         Some(&nimbus),
+    );
+    row(
+        "plain: first call after compile; vs warm",
+        &get(G_DEPLOY, "first_call_plain"),
+        Some(&base),
+    );
+    row(
+        "  same, CoW image built at compile; vs warm",
+        &get(G_DEPLOY, "first_call_plain_cow_init"),
+        Some(&base),
     );
 
     println!("\n[{G_DEADLINE}] compute(200000), plain wasmtime; ratio vs no metering");
@@ -633,5 +762,5 @@ fn main() {
     bench_deploy(&mut c, &setup);
     bench_deadline(&mut c, &setup);
     c.final_summary();
-    summary(since);
+    summary(&setup, since);
 }

@@ -4,6 +4,8 @@
 //! invokes it once: response data on stdout, guest logs on stderr (each line
 //! prefixed with the invocation id), usage record and metrics to files on
 //! request. The exit code names the outcome (see [`exit_code`]).
+//!
+//! `nimbus serve --config nimbus.toml` runs the API gateway (see [`config`]).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -11,6 +13,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+pub mod config;
+pub mod serve;
 use nimbus_core::{Error, Event, Host, Limits, Logs, Report};
 
 #[derive(Debug, Parser)]
@@ -32,6 +37,18 @@ enum Command {
     /// component, 4 guest error, 5 out of fuel, 6 memory limit, 7 timeout,
     /// 8 stack overflow, 9 trap, 10 throttled.
     Run(RunArgs),
+    /// Serve the functions of a config file over HTTP (the API gateway).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The server's TOML configuration.
+    #[arg(long, short, default_value = "nimbus.toml", value_name = "FILE")]
+    config: PathBuf,
+    /// Listen address, overriding the config's `listen` (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +109,10 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Serve(args) => match runtime.block_on(serve::serve(&args.config, args.listen)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
     }
 }
 

@@ -77,6 +77,10 @@ pub enum Error {
     #[error("usage ledger write failed: {0}")]
     Ledger(#[source] std::io::Error),
 
+    /// An event invoke of an HTTP function, or the other way round.
+    #[error("wrong kind of invocation: {0}")]
+    WrongKind(String),
+
     /// The host could not be built with the given configuration.
     #[error("host configuration: {0}")]
     Config(String),

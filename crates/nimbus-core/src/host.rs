@@ -4,8 +4,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use dashmap::DashMap;
+use http_body_util::BodyExt;
 use nimbus_bindings::FunctionPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -18,7 +24,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::Error;
 use crate::event::{Event, GuestError, Response};
-use crate::limits::Limits;
+use crate::limits::{FunctionLimits, Limits};
 use crate::logs::{CapturedStream, Logs};
 use crate::metrics::{FunctionMeters, Metrics};
 use crate::usage::{JsonLinesLedger, Outcome, UsageRecord, UsageSink, billed_ms};
@@ -67,6 +73,7 @@ pub struct HostBuilder {
     max_resource_handles: usize,
     max_random_bytes: u64,
     max_log_bytes: usize,
+    max_http_response_bytes: usize,
     registry: Option<prometheus::Registry>,
     sink: Option<Arc<dyn UsageSink>>,
     ledger_path: Option<PathBuf>,
@@ -89,6 +96,7 @@ impl Default for HostBuilder {
             max_resource_handles: 10_000,
             max_random_bytes: 1 << 20,
             max_log_bytes: 1 << 20,
+            max_http_response_bytes: 6 << 20,
             registry: None,
             sink: None,
             ledger_path: None,
@@ -151,6 +159,14 @@ impl HostBuilder {
     /// 1 MiB). Output past it is dropped and counted in [`Logs::dropped_bytes`].
     pub fn max_log_bytes(mut self, n: usize) -> Self {
         self.max_log_bytes = n;
+        self
+    }
+
+    /// Largest response body an HTTP function may return, bytes (default
+    /// 6 MiB, Lambda's synchronous payload limit). Responses are buffered
+    /// so the whole invocation, body included, is metered and billed.
+    pub fn max_http_response_bytes(mut self, n: usize) -> Self {
+        self.max_http_response_bytes = n;
         self
     }
 
@@ -236,6 +252,7 @@ impl HostBuilder {
             max_resource_handles: self.max_resource_handles,
             max_random_bytes: self.max_random_bytes,
             max_log_bytes: self.max_log_bytes,
+            max_http_response_bytes: self.max_http_response_bytes,
         });
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -289,6 +306,10 @@ const GRANTED_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    // For standard `wasi:http/proxy` guests. Outbound requests are denied
+    // (see `DenyOutbound`) until a function is granted hosts.
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 struct HasTable;
@@ -327,14 +348,53 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
     cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
     l.instance(nimbus_bindings::TYPES_INTERFACE)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     Ok(linker)
 }
 
 /// Store data of one invocation; dropped with the store when it ends.
 pub(crate) struct InvocationState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: DenyOutbound,
     table: ResourceTable,
     limiter: MemoryLimiter,
+}
+
+impl WasiHttpView for InvocationState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP from guests: nothing is granted yet, so every request is
+/// refused with `HTTP-request-denied`, which the guest sees as an error it
+/// can handle.
+struct DenyOutbound;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
 }
 
 impl WasiView for InvocationState {
@@ -383,6 +443,27 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+impl Runtime {
+    fn check_limits(&self, tenant: &str, limits: &Limits) -> Result<(), Error> {
+        let bad = |reason: String| Error::InvalidLimits {
+            tenant: tenant.to_string(),
+            reason,
+        };
+        if limits.max_memory_bytes > self.pool_max_memory {
+            return Err(bad(format!(
+                "max_memory_bytes {} is above the host's per-instance maximum of {}",
+                limits.max_memory_bytes, self.pool_max_memory
+            )));
+        }
+        if limits.fuel == 0 || limits.timeout.is_zero() || limits.max_concurrency == 0 {
+            return Err(bad(
+                "fuel, timeout and max_concurrency must be greater than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Engine-wide state shared by the host and every function handle.
 struct Runtime {
     engine: Engine,
@@ -400,6 +481,7 @@ struct Runtime {
     max_resource_handles: usize,
     max_random_bytes: u64,
     max_log_bytes: usize,
+    max_http_response_bytes: usize,
 }
 
 struct Tenant {
@@ -442,8 +524,35 @@ struct FunctionInner {
     runtime: Arc<Runtime>,
     tenant: Arc<Tenant>,
     name: Arc<str>,
-    pre: FunctionPre<InvocationState>,
+    kind: Kind,
+    /// The tenant's limits with this function's overrides applied.
+    limits: Limits,
+    /// This function's own concurrency slots, if it overrides the tenant's.
+    slots: Option<Arc<Semaphore>>,
     meters: Arc<FunctionMeters>,
+}
+
+/// Which world a deployed component serves, with its pre-instantiation.
+enum Kind {
+    /// `nimbus:function/handler`: CloudEvents in, response out.
+    Event(FunctionPre<InvocationState>),
+    /// `wasi:http/incoming-handler`: a standard `wasi:http/proxy` guest.
+    Http(ProxyPre<InvocationState>),
+}
+
+/// Prefix of the export that makes a component an HTTP function (any 0.2.x).
+const HTTP_HANDLER_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
+
+/// What an invocation is given.
+enum Input {
+    Event(Event),
+    Http(http::Request<Bytes>),
+}
+
+/// What a guest produced when it returned normally.
+enum Output {
+    Event(Result<Response, GuestError>),
+    Http(http::Response<Bytes>),
 }
 
 impl std::fmt::Debug for FunctionHandle {
@@ -467,6 +576,15 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub response: Response,
+    pub usage: UsageRecord,
+    pub logs: Logs,
+}
+
+/// A successful invocation of an HTTP function: the guest's response, body
+/// buffered.
+#[derive(Debug)]
+pub struct HttpInvocation {
+    pub response: http::Response<Bytes>,
     pub usage: UsageRecord,
     pub logs: Logs,
 }
@@ -522,22 +640,7 @@ impl Host {
     /// Registers a tenant. Its functions get `limits`; nothing else is granted.
     pub fn add_tenant(&self, name: &str, limits: Limits) -> Result<(), Error> {
         check_name("tenant", name)?;
-        let rt = &self.inner.runtime;
-        let bad = |reason: String| Error::InvalidLimits {
-            tenant: name.to_string(),
-            reason,
-        };
-        if limits.max_memory_bytes > rt.pool_max_memory {
-            return Err(bad(format!(
-                "max_memory_bytes {} is above the host's per-instance maximum of {}",
-                limits.max_memory_bytes, rt.pool_max_memory
-            )));
-        }
-        if limits.fuel == 0 || limits.timeout.is_zero() || limits.max_concurrency == 0 {
-            return Err(bad(
-                "fuel, timeout and max_concurrency must be greater than zero".into(),
-            ));
-        }
+        self.inner.runtime.check_limits(name, &limits)?;
         let tenant = Arc::new(Tenant {
             name: name.into(),
             limits,
@@ -580,9 +683,23 @@ impl Host {
         name: &str,
         bytes: &[u8],
     ) -> Result<FunctionHandle, Error> {
+        self.deploy_with(tenant, name, bytes, FunctionLimits::default())
+            .await
+    }
+
+    /// [`Self::deploy`] with per-function overrides of the tenant's limits.
+    pub async fn deploy_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: &[u8],
+        overrides: FunctionLimits,
+    ) -> Result<FunctionHandle, Error> {
         let tenant = self.tenant(tenant)?;
         check_name("function", name)?;
         let rt = self.inner.runtime.clone();
+        let limits = overrides.apply(tenant.limits);
+        rt.check_limits(&tenant.name, &limits)?;
         let invalid = |m: String| Err(Error::InvalidComponent(m));
         if bytes.len() > rt.max_component_bytes {
             return invalid(format!(
@@ -631,14 +748,14 @@ impl Host {
             }
         }
         let handler = nimbus_bindings::HANDLER_INTERFACE;
-        let handler_prefix = handler.rsplit_once('.').map_or(handler, |(p, _)| p);
-        if !ty
-            .exports(&rt.engine)
-            .any(|(n, _)| n == handler || n.starts_with(handler_prefix))
-        {
-            let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
+        let exports_any = |prefix: &str| exports.iter().any(|n| n.starts_with(prefix));
+        let is_event = exports_any(handler.rsplit_once('.').map_or(handler, |(p, _)| p));
+        let is_http = exports_any(HTTP_HANDLER_PREFIX);
+        if !is_event && !is_http {
             return invalid(format!(
-                "the component does not export `{handler}` (it exports: {})",
+                "the component does not export `{handler}` or `{HTTP_HANDLER_PREFIX}x` \
+                 (it exports: {})",
                 if exports.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -650,9 +767,17 @@ impl Host {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::InvalidComponent(format!("cannot link its imports: {e:#}")))?;
-        let pre = FunctionPre::new(pre).map_err(|e| {
-            Error::InvalidComponent(format!("its `{handler}` export does not match: {e:#}"))
-        })?;
+        let kind = if is_event {
+            Kind::Event(FunctionPre::new(pre).map_err(|e| {
+                Error::InvalidComponent(format!("its `{handler}` export does not match: {e:#}"))
+            })?)
+        } else {
+            Kind::Http(ProxyPre::new(pre).map_err(|e| {
+                Error::InvalidComponent(format!(
+                    "its `wasi:http/incoming-handler` export does not match: {e:#}"
+                ))
+            })?)
+        };
 
         let meters = rt.metrics.function(&tenant.name, name);
         let handle = FunctionHandle {
@@ -660,7 +785,11 @@ impl Host {
                 runtime: rt,
                 tenant: tenant.clone(),
                 name: name.into(),
-                pre,
+                kind,
+                limits,
+                slots: overrides
+                    .max_concurrency
+                    .map(|n| Arc::new(Semaphore::new(n as usize))),
                 meters,
             }),
         };
@@ -715,8 +844,10 @@ impl Host {
 
 /// Why the guest stopped, before it is turned into an outcome.
 enum Ended {
-    Returned(Result<Response, GuestError>),
+    Returned(Output),
     Failed(wasmtime::Error),
+    /// The guest returned but its HTTP response cannot be delivered.
+    BadResponse(String),
     TimedOut,
 }
 
@@ -729,12 +860,93 @@ impl FunctionHandle {
         &self.inner.name
     }
 
-    /// Runs one invocation in a fresh instance.
+    /// Whether this is a `wasi:http/proxy` function (use [`Self::invoke_http`]).
+    pub fn is_http(&self) -> bool {
+        matches!(self.inner.kind, Kind::Http(_))
+    }
+
+    /// Runs one invocation of an event function in a fresh instance.
     ///
     /// The invocation runs on its own tokio task: if the caller stops
     /// waiting, it still finishes (or hits its deadline) and its usage record
     /// is still written. Must be called within a tokio runtime.
     pub async fn invoke(&self, event: Event) -> Result<Invocation, Error> {
+        if self.is_http() {
+            return Err(self.wrong_kind("an HTTP function: call it with invoke_http"));
+        }
+        let (output, report) = self.spawn(Input::Event(event)).await?;
+        match output {
+            Output::Event(Ok(response)) => Ok(Invocation {
+                response,
+                usage: report.usage,
+                logs: report.logs,
+            }),
+            Output::Event(Err(error)) => Err(Error::Guest { error, report }),
+            Output::Http(_) => Err(Error::Config("event function produced HTTP output".into())),
+        }
+    }
+
+    /// Runs one invocation of a `wasi:http/proxy` function with `request`
+    /// (its body already read). The response body is buffered, up to the
+    /// host's `max_http_response_bytes`, so the invocation ends — and is
+    /// billed — when the guest has produced all of it.
+    pub async fn invoke_http(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<HttpInvocation, Error> {
+        if !self.is_http() {
+            return Err(self.wrong_kind("an event function: call it with invoke"));
+        }
+        let (output, report) = self.spawn(Input::Http(request)).await?;
+        match output {
+            Output::Http(response) => Ok(HttpInvocation {
+                response,
+                usage: report.usage,
+                logs: report.logs,
+            }),
+            Output::Event(_) => Err(Error::Config("HTTP function produced event output".into())),
+        }
+    }
+
+    /// Refuses an invocation before it runs (e.g. a gateway's rate limit):
+    /// writes its throttled usage record, counts it, and returns the
+    /// [`Error::Throttled`] to hand back.
+    pub fn throttle(&self, reason: impl Into<String>, request_bytes: u64) -> Error {
+        self.throttled(Uuid::now_v7(), reason.into(), request_bytes)
+    }
+
+    fn throttled(&self, invocation_id: Uuid, reason: String, request_bytes: u64) -> Error {
+        let mut usage = self.usage(
+            invocation_id,
+            Outcome::Throttled,
+            0,
+            0,
+            None,
+            SystemTime::now(),
+        );
+        usage.request_bytes = request_bytes;
+        match self.finish(usage, Logs::default()) {
+            Ok(report) => {
+                tracing::info!(%reason, "throttled");
+                Error::Throttled { reason, report }
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// The limits invocations of this function run under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    fn wrong_kind(&self, what: &str) -> Error {
+        Error::WrongKind(format!(
+            "function `{}` of tenant `{}` is {what}",
+            self.inner.name, self.inner.tenant.name
+        ))
+    }
+
+    async fn spawn(&self, input: Input) -> Result<(Output, Box<Report>), Error> {
         let this = self.clone();
         let invocation_id = Uuid::now_v7();
         let span = tracing::info_span!(
@@ -743,7 +955,7 @@ impl FunctionHandle {
             function = %self.inner.name,
             invocation_id = %invocation_id,
         );
-        tokio::spawn(async move { this.run(invocation_id, event).await }.instrument(span))
+        tokio::spawn(async move { this.run(invocation_id, input).await }.instrument(span))
             .await
             .unwrap_or_else(|e| {
                 // Only reachable if the invocation task panicked: a host bug.
@@ -751,22 +963,21 @@ impl FunctionHandle {
             })
     }
 
-    async fn run(&self, invocation_id: Uuid, event: Event) -> Result<Invocation, Error> {
+    async fn run(&self, invocation_id: Uuid, input: Input) -> Result<(Output, Box<Report>), Error> {
         let f = &*self.inner;
         let rt = &*f.runtime;
-        let limits = f.tenant.limits;
+        let limits = f.limits;
         let started_at = SystemTime::now();
         let start = Instant::now();
+        let request_bytes = match &input {
+            Input::Http(r) => r.body().len() as u64,
+            Input::Event(_) => 0,
+        };
 
-        let admitted = admit(&f.tenant, &rt.capacity, rt.max_instances);
+        let admitted = admit(f, &rt.capacity, rt.max_instances);
         let _permits = match admitted {
             Ok(p) => p,
-            Err(reason) => {
-                let usage = self.usage(invocation_id, Outcome::Throttled, 0, 0, None, started_at);
-                let report = self.finish(usage, Logs::default())?;
-                tracing::info!(%reason, "throttled");
-                return Err(Error::Throttled { reason, report });
-            }
+            Err(reason) => return Err(self.throttled(invocation_id, reason, request_bytes)),
         };
         let _in_flight = f.meters.enter();
 
@@ -783,6 +994,8 @@ impl FunctionHandle {
         table.set_max_capacity(rt.max_resource_handles);
         let state = InvocationState {
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: DenyOutbound,
             table,
             limiter: MemoryLimiter {
                 limit: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
@@ -801,17 +1014,9 @@ impl FunctionHandle {
         let ended = match fuel_setup {
             Err(e) => Ended::Failed(e),
             Ok(()) => {
-                let call = async {
-                    let instance = f.pre.instantiate_async(&mut store).await?;
-                    let result = instance
-                        .nimbus_function_handler()
-                        .call_handle(&mut store, &event.into_wit())
-                        .await?;
-                    wasmtime::Result::Ok(result)
-                };
+                let call = call_guest(&f.kind, &mut store, input, rt.max_http_response_bytes);
                 match tokio::time::timeout(limits.timeout, call).await {
-                    Ok(Ok(r)) => Ended::Returned(r.map(Response::from).map_err(GuestError::from)),
-                    Ok(Err(e)) => Ended::Failed(e),
+                    Ok(ended) => ended,
                     Err(_) => Ended::TimedOut,
                 }
             }
@@ -824,7 +1029,7 @@ impl FunctionHandle {
         drop(store);
 
         let (outcome, result) = classify(ended, memory_refused);
-        let usage = self.usage(
+        let mut usage = self.usage(
             invocation_id,
             outcome,
             fuel_consumed,
@@ -832,6 +1037,10 @@ impl FunctionHandle {
             Some(start.elapsed()),
             started_at,
         );
+        usage.request_bytes = request_bytes;
+        if let Ok(Output::Http(response)) = &result {
+            usage.response_bytes = response.body().len() as u64;
+        }
         let (out, out_dropped) = stdout.take();
         let (err, err_dropped) = stderr.take();
         let logs = Logs {
@@ -842,11 +1051,7 @@ impl FunctionHandle {
         let report = self.finish(usage, logs)?;
         tracing::debug!(outcome = %outcome, fuel = fuel_consumed, "invocation finished");
         match result {
-            Ok(response) => Ok(Invocation {
-                response,
-                usage: report.usage,
-                logs: report.logs,
-            }),
+            Ok(output) => Ok((output, report)),
             Err(failure) => Err(failure.into_error(report, &limits, rt.max_wasm_stack)),
         }
     }
@@ -877,6 +1082,8 @@ impl FunctionHandle {
             billed_duration_ms: billed,
             memory_byte_ms: peak_memory_bytes.saturating_mul(billed),
             started_at: humantime::format_rfc3339_micros(started_at).to_string(),
+            request_bytes: 0,
+            response_bytes: 0,
         }
     }
 
@@ -892,12 +1099,23 @@ impl FunctionHandle {
     }
 }
 
-/// Takes a tenant slot and a host slot, or says which limit was hit.
+/// Takes a function slot (if it has its own), a tenant slot and a host
+/// slot, or says which limit was hit.
 fn admit(
-    tenant: &Tenant,
+    f: &FunctionInner,
     capacity: &Arc<Semaphore>,
     max_instances: u32,
-) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), String> {
+) -> Result<[Option<OwnedSemaphorePermit>; 3], String> {
+    let own = match &f.slots {
+        Some(slots) => Some(slots.clone().try_acquire_owned().map_err(|_| {
+            format!(
+                "function `{}` is at its limit of {} concurrent invocations",
+                f.name, f.limits.max_concurrency
+            )
+        })?),
+        None => None,
+    };
+    let tenant = &f.tenant;
     let t = tenant.slots.clone().try_acquire_owned().map_err(|_| {
         format!(
             "tenant `{}` is at its limit of {} concurrent invocations",
@@ -907,7 +1125,7 @@ fn admit(
     let h = capacity.clone().try_acquire_owned().map_err(|_| {
         format!("the host is at its capacity of {max_instances} concurrent instances")
     })?;
-    Ok((t, h))
+    Ok([own, Some(t), Some(h)])
 }
 
 enum Failure {
@@ -944,10 +1162,14 @@ impl Failure {
     }
 }
 
-fn classify(ended: Ended, memory_refused: bool) -> (Outcome, Result<Response, Failure>) {
+fn classify(ended: Ended, memory_refused: bool) -> (Outcome, Result<Output, Failure>) {
     match ended {
-        Ended::Returned(Ok(r)) => (Outcome::Success, Ok(r)),
-        Ended::Returned(Err(e)) => (Outcome::GuestError, Err(Failure::Guest(e))),
+        Ended::Returned(Output::Event(Err(e))) => (Outcome::GuestError, Err(Failure::Guest(e))),
+        Ended::Returned(output) => (Outcome::Success, Ok(output)),
+        Ended::BadResponse(m) => (
+            Outcome::GuestError,
+            Err(Failure::Guest(GuestError::Failed(m))),
+        ),
         Ended::TimedOut => (Outcome::Timeout, Err(Failure::Timeout)),
         Ended::Failed(e) => match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => (Outcome::OutOfFuel, Err(Failure::OutOfFuel)),
@@ -959,6 +1181,118 @@ fn classify(ended: Ended, memory_refused: bool) -> (Outcome, Result<Response, Fa
             None => (Outcome::Trap, Err(Failure::Trap(format!("{e:#}")))),
         },
     }
+}
+
+/// Instantiates and calls the guest. Runs inside the invocation's deadline.
+async fn call_guest(
+    kind: &Kind,
+    store: &mut Store<InvocationState>,
+    input: Input,
+    max_response_bytes: usize,
+) -> Ended {
+    match (kind, input) {
+        (Kind::Event(pre), Input::Event(event)) => {
+            let call = async {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .nimbus_function_handler()
+                    .call_handle(&mut *store, &event.into_wit())
+                    .await
+            };
+            match call.await {
+                Ok(r) => Ended::Returned(Output::Event(r.map(Response::from).map_err(GuestError::from))),
+                Err(e) => Ended::Failed(e),
+            }
+        }
+        (Kind::Http(pre), Input::Http(request)) => {
+            call_http(pre, store, request, max_response_bytes).await
+        }
+        _ => Ended::BadResponse("input does not match the function's kind".into()),
+    }
+}
+
+async fn call_http(
+    pre: &ProxyPre<InvocationState>,
+    store: &mut Store<InvocationState>,
+    request: http::Request<Bytes>,
+    max_response_bytes: usize,
+) -> Ended {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let request = request.map(|b| {
+        http_body_util::Full::new(b).map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
+    });
+    let setup = (|| {
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(tx)?;
+        wasmtime::Result::Ok((req, out))
+    })();
+    let (req, out) = match setup {
+        Ok(v) => v,
+        Err(e) => return Ended::Failed(e),
+    };
+
+    // The guest may stream its body after setting the response, so collect
+    // concurrently with the call; a bounded body channel would otherwise
+    // stall the guest.
+    let collect = collect_response(rx, max_response_bytes);
+    tokio::pin!(collect);
+    let mut response = None;
+    let called = {
+        let guest = async {
+            let proxy = pre.instantiate_async(&mut *store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, req, out)
+                .await
+        };
+        tokio::pin!(guest);
+        loop {
+            tokio::select! {
+                r = &mut guest => break r,
+                c = &mut collect, if response.is_none() => response = Some(c),
+            }
+        }
+    };
+    if let Err(e) = called {
+        return Ended::Failed(e);
+    }
+    let response = match response {
+        Some(r) => r,
+        None => {
+            // The guest returned without finishing its response: drop what
+            // it left behind (an unset outparam, an unfinished body) so the
+            // collection ends instead of waiting for the deadline.
+            store.data_mut().table = ResourceTable::new();
+            collect.await
+        }
+    };
+    match response {
+        Ok(r) => Ended::Returned(Output::Http(r)),
+        Err(m) => Ended::BadResponse(m),
+    }
+}
+
+async fn collect_response(
+    rx: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    max_bytes: usize,
+) -> Result<http::Response<Bytes>, String> {
+    let response = match rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(code)) => return Err(format!("the guest answered with error {code:?}")),
+        Err(_) => return Err("the guest returned without setting a response".into()),
+    };
+    let (parts, mut body) = response.into_parts();
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the guest's response body failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max_bytes {
+                return Err(format!("the response body exceeds the limit of {max_bytes} bytes"));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(http::Response::from_parts(parts, Bytes::from(buf)))
 }
 
 #[cfg(test)]

@@ -33,8 +33,12 @@ mod usage;
 
 pub use error::Error;
 pub use event::{Event, GuestError, Response};
-pub use host::{FunctionHandle, Host, HostBuilder, Invocation, PoolConfig, Report};
-pub use limits::Limits;
+pub use host::{FunctionHandle, Host, HostBuilder, HttpInvocation, Invocation, PoolConfig, Report};
+
+/// Re-exported for building HTTP requests and responses.
+pub use bytes::Bytes;
+pub use http;
+pub use limits::{FunctionLimits, Limits};
 pub use logs::Logs;
 pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, UsageRecord, UsageSink};
 

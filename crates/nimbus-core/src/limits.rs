@@ -56,3 +56,26 @@ impl Limits {
         self
     }
 }
+
+/// Per-function overrides of the tenant's [`Limits`] (`None`: the tenant's
+/// value). A function's `max_concurrency` applies in addition to the
+/// tenant's: both must have a free slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FunctionLimits {
+    pub fuel: Option<u64>,
+    pub max_memory_bytes: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub max_concurrency: Option<u32>,
+}
+
+impl FunctionLimits {
+    /// The tenant's limits with these overrides applied.
+    pub fn apply(&self, tenant: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(tenant.fuel),
+            max_memory_bytes: self.max_memory_bytes.unwrap_or(tenant.max_memory_bytes),
+            timeout: self.timeout.unwrap_or(tenant.timeout),
+            max_concurrency: self.max_concurrency.unwrap_or(tenant.max_concurrency),
+        }
+    }
+}

@@ -107,12 +107,16 @@ pub(crate) struct FunctionMeters {
     memory_byte_ms: Mutex<u128>,
     throttled: AtomicU64,
     in_flight: AtomicI64,
+    request_bytes: AtomicU64,
+    response_bytes: AtomicU64,
 }
 
 impl FunctionMeters {
     /// Counts a finished (or throttled) invocation from its usage record.
     pub(crate) fn observe(&self, r: &UsageRecord) {
         self.invocations[r.outcome.index()].fetch_add(1, Relaxed);
+        self.request_bytes.fetch_add(r.request_bytes, Relaxed);
+        self.response_bytes.fetch_add(r.response_bytes, Relaxed);
         if r.outcome == Outcome::Throttled {
             self.throttled.fetch_add(1, Relaxed);
             return;
@@ -174,6 +178,16 @@ const THROTTLED: Family = Family {
     help: "Invocations refused at a concurrency limit.",
     kind: MetricType::COUNTER,
 };
+const REQUEST_BYTES: Family = Family {
+    name: "nimbus_http_request_bytes_total",
+    help: "Request body bytes received by HTTP functions.",
+    kind: MetricType::COUNTER,
+};
+const RESPONSE_BYTES: Family = Family {
+    name: "nimbus_http_response_bytes_total",
+    help: "Response body bytes returned by HTTP functions.",
+    kind: MetricType::COUNTER,
+};
 const IN_FLIGHT: Family = Family {
     name: "nimbus_invocations_in_flight",
     help: "Invocations currently running.",
@@ -216,6 +230,8 @@ impl Metrics {
             desc(&BILLED, &tf),
             desc(&MEMORY, &tf),
             desc(&THROTTLED, &tf),
+            desc(&REQUEST_BYTES, &tf),
+            desc(&RESPONSE_BYTES, &tf),
             desc(&IN_FLIGHT, &tf),
             desc(&DURATION, &["tenant"]),
             desc(&PEAK_MEMORY, &["tenant"]),
@@ -260,6 +276,8 @@ impl Metrics {
                     memory_byte_ms: Mutex::new(0),
                     throttled: AtomicU64::new(0),
                     in_flight: AtomicI64::new(0),
+                    request_bytes: AtomicU64::new(0),
+                    response_bytes: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -313,6 +331,7 @@ impl Collector for Metrics {
         let mut invocations = Vec::new();
         let (mut fuel, mut billed, mut memory, mut throttled, mut in_flight) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut req_bytes, mut resp_bytes) = (Vec::new(), Vec::new());
         for m in &functions {
             let tf = [("tenant", &*m.tenant.tenant), ("function", &*m.function)];
             for outcome in Outcome::ALL {
@@ -329,6 +348,8 @@ impl Collector for Metrics {
                 .unwrap_or_else(PoisonError::into_inner);
             memory.push(counter(byte_ms as f64 / 1e3, &tf));
             throttled.push(counter(m.throttled.load(Relaxed) as f64, &tf));
+            req_bytes.push(counter(m.request_bytes.load(Relaxed) as f64, &tf));
+            resp_bytes.push(counter(m.response_bytes.load(Relaxed) as f64, &tf));
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -353,6 +374,8 @@ impl Collector for Metrics {
             family(&BILLED, billed),
             family(&MEMORY, memory),
             family(&THROTTLED, throttled),
+            family(&REQUEST_BYTES, req_bytes),
+            family(&RESPONSE_BYTES, resp_bytes),
             family(&IN_FLIGHT, in_flight),
             family(&DURATION, histograms(|t| &t.duration)),
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
@@ -377,6 +400,8 @@ mod tests {
             billed_duration_ms: 2,
             memory_byte_ms: 2 << 20,
             started_at: String::new(),
+            request_bytes: 0,
+            response_bytes: 0,
         }
     }
 

@@ -85,6 +85,12 @@ pub struct UsageRecord {
     pub memory_byte_ms: u64,
     /// When the invocation was admitted, RFC 3339 (UTC, microseconds).
     pub started_at: String,
+    /// HTTP functions: request body bytes received (0 for events).
+    #[serde(default)]
+    pub request_bytes: u64,
+    /// HTTP functions: response body bytes returned (0 for events).
+    #[serde(default)]
+    pub response_bytes: u64,
 }
 
 /// Where usage records go. Called once per invocation, before the caller
@@ -234,6 +240,8 @@ mod tests {
             billed_duration_ms: 1,
             memory_byte_ms: 65536,
             started_at: "2026-01-01T00:00:00.000000Z".into(),
+            request_bytes: 0,
+            response_bytes: 0,
         }
     }
 

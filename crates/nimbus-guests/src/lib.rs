@@ -20,6 +20,8 @@ pub const GUESTS: &[&str] = &[
     "trap",
     "log-flood",
     "sleep",
+    "hello-http",
+    "wstd-http",
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -1,0 +1,272 @@
+//! `nimbus.toml`: the server's one configuration file.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"          # default
+//! ledger = "nimbus-usage.jsonl"      # relative to this file
+//! admin_keys = ["change-me"]         # admin API disabled without one
+//! max_body_bytes = 6291456           # request body limit (413 above)
+//! drain_timeout_ms = 10000           # graceful shutdown bound
+//!
+//! [tenants.acme]
+//! api_keys = ["acme-secret"]
+//! fuel = 10000000000                 # every limit optional: core defaults
+//! max_memory_bytes = 134217728
+//! timeout_ms = 10000
+//! max_concurrency = 64
+//! rate_limit_per_second = 100        # token bucket; omit for none
+//! rate_limit_burst = 200
+//!
+//! [[functions]]
+//! tenant = "acme"
+//! name = "hello"
+//! component = "target/guests/hello-http.wasm"   # relative to this file
+//! public = false                     # invocable without a key everywhere
+//! timeout_ms = 2000                  # per-function overrides: fuel,
+//!                                    # max_memory_bytes, timeout_ms, max_concurrency
+//!
+//! [[routes]]
+//! path = "/hello"                    # prefix, on segment boundaries
+//! host = "api.example.com"           # optional
+//! tenant = "acme"
+//! function = "hello"
+//! public = true
+//! ```
+//!
+//! Every error names the file, the key and what is wrong.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nimbus_core::{FunctionLimits, Limits};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_ledger")]
+    pub ledger: PathBuf,
+    #[serde(default)]
+    pub admin_keys: Vec<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_drain")]
+    pub drain_timeout_ms: u64,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+    #[serde(default)]
+    pub functions: Vec<FunctionConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Directory of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    pub fuel: Option<u64>,
+    pub max_memory_bytes: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    pub rate_limit_per_second: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    pub tenant: String,
+    pub name: String,
+    pub component: PathBuf,
+    #[serde(default)]
+    pub public: bool,
+    pub fuel: Option<u64>,
+    pub max_memory_bytes: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub path: String,
+    pub host: Option<String>,
+    pub tenant: String,
+    pub function: String,
+    #[serde(default)]
+    pub public: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_ledger() -> PathBuf {
+    PathBuf::from("nimbus-usage.jsonl")
+}
+fn default_max_body() -> usize {
+    nimbus_http::DEFAULT_MAX_BODY_BYTES
+}
+fn default_drain() -> u64 {
+    10_000
+}
+
+impl TenantConfig {
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            fuel: self.fuel.unwrap_or(d.fuel),
+            max_memory_bytes: self.max_memory_bytes.unwrap_or(d.max_memory_bytes),
+            timeout: self.timeout_ms.map_or(d.timeout, Duration::from_millis),
+            max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
+        }
+    }
+
+    pub fn rate_limit(&self) -> Option<nimbus_http::RateLimit> {
+        self.rate_limit_per_second.map(|per_second| nimbus_http::RateLimit {
+            per_second,
+            burst: self.rate_limit_burst.unwrap_or(per_second),
+        })
+    }
+}
+
+impl FunctionConfig {
+    pub fn overrides(&self) -> FunctionLimits {
+        FunctionLimits {
+            fuel: self.fuel,
+            max_memory_bytes: self.max_memory_bytes,
+            timeout: self.timeout_ms.map(Duration::from_millis),
+            max_concurrency: self.max_concurrency,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`. Errors read `FILE: KEY: problem`.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        config.base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        config
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (name, t) in &self.tenants {
+            if t.rate_limit_per_second == Some(0) {
+                return Err(format!("tenants.{name}.rate_limit_per_second: must be above 0"));
+            }
+            if t.rate_limit_burst.is_some() && t.rate_limit_per_second.is_none() {
+                return Err(format!(
+                    "tenants.{name}.rate_limit_burst: set rate_limit_per_second too"
+                ));
+            }
+            if t.api_keys.iter().any(|k| k.trim().is_empty()) {
+                return Err(format!("tenants.{name}.api_keys: keys must not be empty"));
+            }
+        }
+        if self.admin_keys.iter().any(|k| k.trim().is_empty()) {
+            return Err("admin_keys: keys must not be empty".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, f) in self.functions.iter().enumerate() {
+            let at = format!("functions[{i}] ({}/{})", f.tenant, f.name);
+            if !self.tenants.contains_key(&f.tenant) {
+                return Err(format!(
+                    "{at}.tenant: tenant `{}` is not declared under [tenants]",
+                    f.tenant
+                ));
+            }
+            if !seen.insert((&f.tenant, &f.name)) {
+                return Err(format!("{at}.name: declared twice"));
+            }
+            let component = self.resolve(&f.component);
+            if !component.is_file() {
+                return Err(format!(
+                    "{at}.component: {} does not exist (build the sample guests with \
+                     `cargo run -p nimbus-guests`)",
+                    component.display()
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            if !r.path.starts_with('/') {
+                return Err(format!("{at}.path: {:?} must start with '/'", r.path));
+            }
+            if !seen.contains(&(&r.tenant, &r.function)) {
+                return Err(format!(
+                    "{at}.function: `{}/{}` is not declared under [[functions]]",
+                    r.tenant, r.function
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.wasm"), b"\0asm").unwrap();
+        let path = dir.path().join("nimbus.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_problem() {
+        let e = load("listen = 5\n").unwrap_err();
+        assert!(e.starts_with("FILE: ") && e.contains("listen"), "{e}");
+        let e = load("[tenants.a]\nfuel = \"lots\"\n").unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
+        let e = load("bogus = 1\n").unwrap_err();
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+        let e = load("[[functions]]\ntenant = \"x\"\nname = \"f\"\ncomponent = \"f.wasm\"\n")
+            .unwrap_err();
+        assert!(e.contains("functions[0] (x/f).tenant: tenant `x` is not declared"), "{e}");
+        let e = load("[tenants.x]\n[[functions]]\ntenant = \"x\"\nname = \"f\"\ncomponent = \"nope.wasm\"\n")
+            .unwrap_err();
+        assert!(e.contains("functions[0] (x/f).component:") && e.contains("does not exist"), "{e}");
+        let e = load("[tenants.x]\n[[routes]]\npath = \"/a\"\ntenant = \"x\"\nfunction = \"f\"\n")
+            .unwrap_err();
+        assert!(e.contains("routes[0].function: `x/f` is not declared"), "{e}");
+    }
+
+    #[test]
+    fn a_full_config_loads_with_defaults() {
+        let c = load(
+            "admin_keys = [\"k\"]\n[tenants.x]\napi_keys = [\"a\"]\nrate_limit_per_second = 5\n\
+             [[functions]]\ntenant = \"x\"\nname = \"f\"\ncomponent = \"f.wasm\"\ntimeout_ms = 50\n\
+             [[routes]]\npath = \"/a\"\ntenant = \"x\"\nfunction = \"f\"\npublic = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.tenants["x"].rate_limit().unwrap().burst, 5);
+        assert_eq!(c.functions[0].overrides().timeout, Some(Duration::from_millis(50)));
+    }
+}

@@ -1,0 +1,113 @@
+//! `nimbus serve --config nimbus.toml`: the gateway on its own listener.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nimbus_core::Host;
+use nimbus_http::{Gateway, Route};
+
+use crate::config::Config;
+
+/// Builds the host and gateway a config describes, deploying every function.
+pub async fn build(config: &Config) -> Result<Gateway, String> {
+    let ledger = config.resolve(&config.ledger);
+    let host = Host::builder()
+        .ledger_path(&ledger)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut gateway = Gateway::builder(host.clone())
+        .max_body_bytes(config.max_body_bytes);
+    for key in &config.admin_keys {
+        gateway = gateway.admin_key(key.clone());
+    }
+    for (name, t) in &config.tenants {
+        host.add_tenant(name, t.limits())
+            .map_err(|e| format!("tenants.{name}: {e}"))?;
+        gateway = gateway.tenant(name, t.api_keys.clone(), t.rate_limit());
+    }
+    for (i, f) in config.functions.iter().enumerate() {
+        let path = config.resolve(&f.component);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("functions[{i}].component: {}: {e}", path.display()))?;
+        host.deploy_with(&f.tenant, &f.name, &bytes, f.overrides())
+            .await
+            .map_err(|e| format!("functions[{i}] ({}/{}): {e}", f.tenant, f.name))?;
+        if f.public {
+            gateway = gateway.public_function(&f.tenant, &f.name);
+        }
+    }
+    for r in &config.routes {
+        gateway = gateway.route(Route {
+            path_prefix: r.path.clone(),
+            host: r.host.clone(),
+            tenant: r.tenant.clone(),
+            function: r.function.clone(),
+            public: r.public,
+        });
+    }
+    gateway.build()
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or ctrl-c).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Serves until SIGTERM/ctrl-c, then drains: stops accepting, lets in-flight
+/// requests finish (bounded by `drain_timeout_ms`), and returns. Usage
+/// records are written before each response, so nothing is left to flush.
+pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<(), String> {
+    let config = Config::load(config_path)?;
+    let gateway = build(&config).await?;
+    let addr = listen.unwrap_or(config.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("binding {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this line to find the port.
+    eprintln!("nimbus listening on http://{local}");
+    tracing::info!(%local, "listening");
+
+    let drain = Duration::from_millis(config.drain_timeout_ms);
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let gw = gateway.clone();
+    let server = axum::serve(listener, gateway.router()).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        gw.set_ready(false);
+        eprintln!("nimbus draining (up to {} ms)", drain.as_millis());
+        let _ = draining_tx.send(());
+    });
+    let server = async { server.await.map_err(|e| format!("server: {e}")) };
+    let deadline = async {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = server => r?,
+        () = deadline => eprintln!("nimbus drain timeout: closing with requests in flight"),
+    }
+    eprintln!("nimbus stopped");
+    Ok(())
+}
