@@ -592,6 +592,9 @@ fn paired_ratio(s: &Setup) -> [f64; 3] {
                 let b = baseline().await;
                 (nimbus().await, b)
             };
+            if std::env::var_os("PAIRED_DEBUG").is_some() {
+                eprintln!("round {round}: nimbus {:.1} us/call, baseline {:.1} us/call", n * 1e6 / f64::from(BATCH), b * 1e6 / f64::from(BATCH));
+            }
             ratios.push(n / b);
         }
         ratios
@@ -753,6 +756,10 @@ fn summary(s: &Setup, since: SystemTime) {
 fn main() {
     let since = SystemTime::now();
     let setup = setup();
+    if std::env::var_os("PAIRED_DEBUG").is_some() {
+        eprintln!("{:?}", paired_ratio(&setup));
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# CI smoke test of the README's main job: `nimbus serve` on the sample config,
+# a few requests as a user would send them, a scrape, then a graceful stop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo run --quiet -p nimbus-guests >/dev/null
+cargo build --quiet --bin nimbus
+port=${PORT:-18180}
+log=$(mktemp)
+target/debug/nimbus serve --config nimbus.toml --listen "127.0.0.1:$port" 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
+    sleep 0.05
+done
+
+check() { # expected-status curl-args...
+    local want=$1
+    shift
+    local got
+    got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+    if [ "$got" != "$want" ]; then
+        echo "smoke: curl $* -> $got, expected $want" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+}
+base="http://127.0.0.1:$port"
+[ "$(curl -sf "$base/hello")" = "Hello from Nimbus!" ] || { echo "smoke: /hello" >&2; exit 1; }
+check 401 "$base/acme/hello/echo" -d x
+check 200 -H 'Authorization: Bearer acme-secret' "$base/acme/hello/echo" -d x
+check 404 "$base/nobody/nothing"
+[ "$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/compute" -d 1000)" = 168 ] ||
+    { echo "smoke: compute" >&2; exit 1; }
+curl -sf "$base/metrics" | grep -q 'nimbus_invocations_total{tenant="acme",function="hello",outcome="success"} 2' ||
+    { echo "smoke: metrics" >&2; curl -s "$base/metrics" >&2; exit 1; }
+kill -TERM $pid
+wait $pid
+grep -q "nimbus stopped" "$log"
+echo "smoke: nimbus serve OK"
