@@ -11,13 +11,16 @@ use nimbus_core::{JsonLinesLedger, Limits};
 
 use crate::{event, guests, tenant_with, test_host};
 
+/// Billing totals of one (tenant, function).
 #[derive(Debug, Default, PartialEq)]
-struct Totals {
-    by_outcome: BTreeMap<String, f64>,
-    fuel: f64,
-    billed_seconds: f64,
-    memory_byte_seconds: f64,
-    throttled: f64,
+pub(crate) struct Totals {
+    pub by_outcome: BTreeMap<String, f64>,
+    pub fuel: f64,
+    pub billed_seconds: f64,
+    pub memory_byte_seconds: f64,
+    pub throttled: f64,
+    pub request_bytes: f64,
+    pub response_bytes: f64,
 }
 
 fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
@@ -29,7 +32,7 @@ fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
 }
 
 /// Totals per (tenant, function) read from the gathered metric families.
-fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), Totals> {
+pub(crate) fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), Totals> {
     let mut out: BTreeMap<(String, String), Totals> = BTreeMap::new();
     for mf in registry.gather() {
         if mf.get_field_type() != MetricType::COUNTER || !mf.name().starts_with("nimbus_") {
@@ -50,6 +53,8 @@ fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), T
                 "nimbus_billed_duration_seconds_total" => t.billed_seconds = v,
                 "nimbus_memory_byte_seconds_total" => t.memory_byte_seconds = v,
                 "nimbus_throttled_invocations_total" => t.throttled = v,
+                "nimbus_http_request_bytes_total" => t.request_bytes = v,
+                "nimbus_http_response_bytes_total" => t.response_bytes = v,
                 _ => {}
             }
         }
@@ -58,9 +63,10 @@ fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), T
 }
 
 /// The same totals computed from the ledger file.
-fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
-    /// Per function: records by outcome, fuel, billed ms, byte-ms.
-    type Sums = (BTreeMap<String, u64>, u64, u64, u128);
+pub(crate) fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
+    /// Per function: records by outcome, fuel, billed ms, byte-ms, request
+    /// and response bytes.
+    type Sums = (BTreeMap<String, u64>, u64, u64, u128, u64, u64);
     let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for r in JsonLinesLedger::read(path).expect("ledger") {
         let e = sums
@@ -70,9 +76,11 @@ fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
         e.1 += r.fuel_consumed;
         e.2 += r.billed_duration_ms;
         e.3 += u128::from(r.memory_byte_ms);
+        e.4 += r.request_bytes;
+        e.5 += r.response_bytes;
     }
     sums.into_iter()
-        .map(|(k, (outcomes, fuel, ms, byte_ms))| {
+        .map(|(k, (outcomes, fuel, ms, byte_ms, req, resp))| {
             let throttled = outcomes.get("throttled").copied().unwrap_or(0) as f64;
             let t = Totals {
                 by_outcome: outcomes.into_iter().map(|(o, n)| (o, n as f64)).collect(),
@@ -80,6 +88,8 @@ fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
                 billed_seconds: ms as f64 / 1e3,
                 memory_byte_seconds: byte_ms as f64 / 1e3,
                 throttled,
+                request_bytes: req as f64,
+                response_bytes: resp as f64,
             };
             (k, t)
         })

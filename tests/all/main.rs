@@ -5,6 +5,7 @@
 mod billing;
 mod cli;
 mod deploy;
+mod http;
 mod limits;
 
 use std::path::PathBuf;
@@ -65,7 +66,13 @@ pub fn event(data: &[u8]) -> Event {
 /// The value of one exposition line, e.g.
 /// `metric(host, "nimbus_invocations_in_flight{tenant=\"a\",function=\"b\"}")`.
 pub fn metric(host: &Host, series: &str) -> Option<f64> {
-    host.metrics_text().lines().find_map(|l| {
+    metric_in(&host.metrics_text(), series)
+}
+
+/// The value of one exposition line in a scraped `text` (e.g. a `/metrics`
+/// response body); see [`metric`].
+pub fn metric_in(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
         l.strip_prefix(series)
             .and_then(|rest| rest.strip_prefix(' '))
             .and_then(|v| v.parse().ok())

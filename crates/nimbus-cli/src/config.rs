@@ -129,10 +129,11 @@ impl TenantConfig {
     }
 
     pub fn rate_limit(&self) -> Option<nimbus_http::RateLimit> {
-        self.rate_limit_per_second.map(|per_second| nimbus_http::RateLimit {
-            per_second,
-            burst: self.rate_limit_burst.unwrap_or(per_second),
-        })
+        self.rate_limit_per_second
+            .map(|per_second| nimbus_http::RateLimit {
+                per_second,
+                burst: self.rate_limit_burst.unwrap_or(per_second),
+            })
     }
 }
 
@@ -152,8 +153,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
         config.base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -175,7 +176,9 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         for (name, t) in &self.tenants {
             if t.rate_limit_per_second == Some(0) {
-                return Err(format!("tenants.{name}.rate_limit_per_second: must be above 0"));
+                return Err(format!(
+                    "tenants.{name}.rate_limit_per_second: must be above 0"
+                ));
             }
             if t.rate_limit_burst.is_some() && t.rate_limit_per_second.is_none() {
                 return Err(format!(
@@ -248,13 +251,24 @@ mod tests {
         assert!(e.contains("unknown field `bogus`"), "{e}");
         let e = load("[[functions]]\ntenant = \"x\"\nname = \"f\"\ncomponent = \"f.wasm\"\n")
             .unwrap_err();
-        assert!(e.contains("functions[0] (x/f).tenant: tenant `x` is not declared"), "{e}");
-        let e = load("[tenants.x]\n[[functions]]\ntenant = \"x\"\nname = \"f\"\ncomponent = \"nope.wasm\"\n")
-            .unwrap_err();
-        assert!(e.contains("functions[0] (x/f).component:") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("functions[0] (x/f).tenant: tenant `x` is not declared"),
+            "{e}"
+        );
+        let e = load(
+            "[tenants.x]\n[[functions]]\ntenant = \"x\"\nname = \"f\"\ncomponent = \"nope.wasm\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("functions[0] (x/f).component:") && e.contains("does not exist"),
+            "{e}"
+        );
         let e = load("[tenants.x]\n[[routes]]\npath = \"/a\"\ntenant = \"x\"\nfunction = \"f\"\n")
             .unwrap_err();
-        assert!(e.contains("routes[0].function: `x/f` is not declared"), "{e}");
+        assert!(
+            e.contains("routes[0].function: `x/f` is not declared"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -267,6 +281,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.tenants["x"].rate_limit().unwrap().burst, 5);
-        assert_eq!(c.functions[0].overrides().timeout, Some(Duration::from_millis(50)));
+        assert_eq!(
+            c.functions[0].overrides().timeout,
+            Some(Duration::from_millis(50))
+        );
     }
 }

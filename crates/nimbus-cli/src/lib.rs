@@ -36,7 +36,7 @@ enum Command {
     /// Exit codes: 0 success, 1 other error, 2 bad arguments, 3 invalid
     /// component, 4 guest error, 5 out of fuel, 6 memory limit, 7 timeout,
     /// 8 stack overflow, 9 trap, 10 throttled.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the functions of a config file over HTTP (the API gateway).
     Serve(ServeArgs),
 }
@@ -93,10 +93,16 @@ struct RunArgs {
 /// Entry point of the `nimbus` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server logs deploys and failed invocations (with tenant, function and
+    // invocation id); a one-shot run keeps stderr for the guest's own logs.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Run(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -108,7 +114,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(*args)),
         Command::Serve(args) => match runtime.block_on(serve::serve(&args.config, args.listen)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),

@@ -15,8 +15,7 @@ pub async fn build(config: &Config) -> Result<Gateway, String> {
         .ledger_path(&ledger)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut gateway = Gateway::builder(host.clone())
-        .max_body_bytes(config.max_body_bytes);
+    let mut gateway = Gateway::builder(host.clone()).max_body_bytes(config.max_body_bytes);
     for key in &config.admin_keys {
         gateway = gateway.admin_key(key.clone());
     }
@@ -53,14 +52,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

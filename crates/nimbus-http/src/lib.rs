@@ -33,7 +33,6 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use bytes::Bytes;
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -46,6 +45,10 @@ pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 
 /// Default request body limit: 6 MiB, as Lambda's synchronous payload.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 << 20;
+
+/// Largest component the admin API reads (413 above): the host core's
+/// default `max_component_bytes`, which the core then applies itself.
+pub const MAX_COMPONENT_UPLOAD_BYTES: usize = 32 << 20;
 
 /// A tenant's per-second request budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +247,10 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
 
 async fn metrics(State(gw): State<Gateway>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         gw.inner.host.metrics_text(),
     )
         .into_response()
@@ -291,6 +297,9 @@ fn unauthorized(what: &str) -> Response {
     resp
 }
 
+// The error is the refusal to send, built only when refusing: nothing to
+// gain from boxing it.
+#[allow(clippy::result_large_err)]
 fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
     if gw.inner.admin_keys.is_empty() {
         return Err(json_error(
@@ -373,14 +382,31 @@ async fn admin_deploy(
     Path((tenant, name)): Path<(String, String)>,
     params: Result<Query<DeployParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let unread = has_body(&headers);
     if let Err(r) = check_admin(&gw, &headers) {
-        return r;
+        return body_unread(r, unread);
     }
     let Query(p) = match params {
         Ok(p) => p,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.body_text(), None),
+        Err(e) => {
+            let r = json_error(StatusCode::BAD_REQUEST, &e.body_text(), None);
+            return body_unread(r, unread);
+        }
+    };
+    // Read only once authorized, and not through the `Bytes` extractor,
+    // whose default 2 MiB limit would refuse components the core accepts.
+    let body = match axum::body::to_bytes(body, MAX_COMPONENT_UPLOAD_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            let r = json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the component exceeds the limit of {MAX_COMPONENT_UPLOAD_BYTES} bytes"),
+                None,
+            );
+            return body_unread(r, unread);
+        }
     };
     let overrides = FunctionLimits {
         fuel: p.fuel,
@@ -426,7 +452,11 @@ async fn admin_delete(
         return r;
     }
     match gw.inner.host.remove_function(&tenant, &name) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            // A function deployed later under this name starts key-protected.
+            gw.inner.public.remove(&(tenant, name));
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => json_error(StatusCode::NOT_FOUND, &e.to_string(), None),
     }
 }
@@ -444,7 +474,10 @@ fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
         .map(|a| a.as_str().to_string())
         .or_else(|| headers.get(header::HOST)?.to_str().ok().map(String::from))?;
     // Match on the name only: `api.example.com:8080` routes like `api.example.com`.
-    Some(raw.rsplit_once(':').map_or(raw.clone(), |(h, _)| h.to_string()))
+    Some(
+        raw.rsplit_once(':')
+            .map_or(raw.clone(), |(h, _)| h.to_string()),
+    )
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -485,11 +518,18 @@ fn resolve(gw: &Gateway, req: &Request) -> Option<Target> {
 }
 
 async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
+    // Refusals below answer without reading the body.
+    let unread = has_body(req.headers());
+    let refuse = |r: Response| body_unread(r, unread);
     let Some(target) = resolve(&gw, &req) else {
-        return json_error(StatusCode::NOT_FOUND, "no route matches this request", None);
+        return refuse(json_error(
+            StatusCode::NOT_FOUND,
+            "no route matches this request",
+            None,
+        ));
     };
     let Ok(function) = gw.inner.host.function(&target.tenant, &target.function) else {
-        return json_error(StatusCode::NOT_FOUND, "no such function", None);
+        return refuse(json_error(StatusCode::NOT_FOUND, "no such function", None));
     };
     let gate = gw.tenant_gate(&target.tenant);
 
@@ -498,8 +538,12 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
         let keys = gate.as_ref().map(|g| g.keys.as_slice()).unwrap_or_default();
         match bearer(req.headers()) {
             Some(k) if key_matches(k, keys) => {}
-            Some(_) => return unauthorized("invalid API key for this tenant"),
-            None => return unauthorized("missing `Authorization: Bearer <tenant API key>`"),
+            Some(_) => return refuse(unauthorized("invalid API key for this tenant")),
+            None => {
+                return refuse(unauthorized(
+                    "missing `Authorization: Bearer <tenant API key>`",
+                ));
+            }
         }
     }
 
@@ -510,7 +554,7 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large(max);
+        return refuse(too_large(max));
     }
 
     if let Some(limiter) = gate.as_ref().and_then(|g| g.limiter.as_ref())
@@ -519,17 +563,18 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let reason = format!("tenant `{}` is over its rate limit", target.tenant);
         let err = function.throttle(reason, declared.unwrap_or(0));
-        return failure(err, Some(wait));
+        return refuse(failure(err, Some(wait)));
     }
 
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
-        Err(_) => return too_large(max),
+        Err(_) => return refuse(too_large(max)),
     };
 
     if function.is_http() {
-        let authority = request_host(&parts.headers, &parts.uri).unwrap_or_else(|| "localhost".into());
+        let authority =
+            request_host(&parts.headers, &parts.uri).unwrap_or_else(|| "localhost".into());
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri = match http::Uri::builder()
             .scheme("http")
@@ -538,12 +583,23 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
             .build()
         {
             Ok(u) => u,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("bad request URI: {e}"), None),
+            Err(e) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad request URI: {e}"),
+                    None,
+                );
+            }
         };
         let mut request = http::Request::new(body);
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
+        if !public {
+            // The key authenticated the caller to the gateway; the function
+            // has no use for it, and should not be able to log or leak it.
+            request.headers_mut().remove(header::AUTHORIZATION);
+        }
         match function.invoke_http(request).await {
             Ok(done) => {
                 let (mut head, body) = done.response.into_parts();
@@ -589,6 +645,25 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
     }
 }
 
+/// Whether a request declares a body (a length above 0, or chunked).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// A response sent without reading (all of) the request's body: hyper then
+/// closes the connection, so say `Connection: close`, or a keep-alive client
+/// puts it back in its pool and its next request fails.
+fn body_unread(mut resp: Response, unread: bool) -> Response {
+    if unread {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 fn too_large(max: usize) -> Response {
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -608,7 +683,10 @@ fn failure(e: Error, retry_after: Option<Duration>) -> Response {
             nimbus_core::GuestError::InvalidInput(_) => {
                 (StatusCode::BAD_REQUEST, "the function rejected the request")
             }
-            _ => (StatusCode::BAD_GATEWAY, "the function did not produce a valid response"),
+            _ => (
+                StatusCode::BAD_GATEWAY,
+                "the function did not produce a valid response",
+            ),
         },
         Error::OutOfFuel { .. }
         | Error::MemoryLimitExceeded { .. }
