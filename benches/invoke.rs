@@ -10,13 +10,21 @@
 //! - `invoke_echo`: a warm invocation of the `echo` guest (16 bytes) through
 //!   Nimbus (fuel, memory limiter, timeout, metrics, JSON-lines ledger) and
 //!   through plain wasmtime (pooling allocator, no fuel, no epochs).
-//! - `invoke_echo_breakdown`: steps between the two, to see where Nimbus's
-//!   extra time goes.
+//! - `invoke_echo_breakdown`: cumulative steps between the two (Nimbus's
+//!   pool config, fuel, store setup, spawn + timeout, bookkeeping, ledger),
+//!   to see where the difference comes from; plus the ledger's parts alone.
 //! - `deploy`: compiling a deploy, and the first invocation after one.
 //! - `deadline_mechanism`: the `compute` guest (prime sieve below 200 000)
 //!   with no metering, with fuel + async yields (Nimbus), and with fuel +
 //!   epoch interruption.
+//!
+//! After criterion, the echo variants and the deadline configs are also run
+//! interleaved (rotating order, short batches) and compared within each
+//! round: on a shared 2-core machine, load from other processes shifts
+//! sequential criterion runs by more than the differences measured here,
+//! while the paired ratios stay put. Both tables are printed.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,7 +120,8 @@ enum Metering {
     FuelEpoch,
     /// Everything Nimbus sets on a store (fuel + yields, memory limiter,
     /// hostcall fuel, resource-table cap, stdout and stderr captured, WASI
-    /// options), without Nimbus's bookkeeping around it.
+    /// options), without Nimbus's bookkeeping around it. Used with
+    /// Nimbus's pool config.
     NimbusLike,
 }
 
@@ -128,17 +137,20 @@ fn engine(metering: Metering, pool: PoolingAllocationConfig) -> Engine {
 
 /// The pool Nimbus builds from its default `PoolConfig`.
 fn nimbus_pool() -> PoolingAllocationConfig {
-    let (instances, cores, memories, tables) = (256, 16, 2, 8);
+    let p = nimbus_core::PoolConfig::default();
+    let instances = p.max_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
-        .max_core_instances_per_component(cores)
-        .total_core_instances(instances * cores)
-        .max_memories_per_component(memories)
-        .total_memories(instances * memories)
-        .max_tables_per_component(tables)
-        .total_tables(instances * tables)
+        .max_core_instances_per_component(p.max_core_instances_per_component)
+        .total_core_instances(instances * p.max_core_instances_per_component)
+        .max_memories_per_component(p.max_memories_per_component)
+        .total_memories(instances * p.max_memories_per_component)
+        .max_tables_per_component(p.max_tables_per_component)
+        .total_tables(instances * p.max_tables_per_component)
         .total_stacks(instances)
-        .max_memory_size(4 << 30);
+        .max_memory_size(usize::try_from(p.max_memory_bytes).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(p.memory_keep_resident)
+        .table_keep_resident(p.table_keep_resident);
     pool
 }
 
@@ -291,7 +303,7 @@ impl Drop for EpochTicker {
 }
 
 // ---------------------------------------------------------------------------
-// Groups
+// Setup
 
 struct Setup {
     rt: Runtime,
@@ -301,6 +313,7 @@ struct Setup {
     host: Host,
     echo: FunctionHandle,
     echo_event: Event,
+    echo_wit: WitEvent,
     /// The plain-wasmtime baseline for `echo`.
     baseline: FunctionPre<Plain>,
     _dir: tempfile::TempDir,
@@ -329,15 +342,12 @@ fn setup() -> Setup {
         .block_on(echo.invoke(echo_event.clone()))
         .expect("echo works through Nimbus");
     assert_eq!(done.response.data, ECHO_DATA);
+    let echo_wit = wit_event(&echo_event);
     let baseline = prepare(
         &engine(Metering::None, PoolingAllocationConfig::default()),
         &echo_wasm,
     );
-    let check = rt.block_on(call_plain(
-        &baseline,
-        Metering::None,
-        &wit_event(&echo_event),
-    ));
+    let check = rt.block_on(call_plain(&baseline, Metering::None, &echo_wit));
     assert_eq!(check.data, ECHO_DATA);
     Setup {
         rt,
@@ -346,13 +356,177 @@ fn setup() -> Setup {
         host,
         echo,
         echo_event,
+        echo_wit,
         baseline,
         _dir: dir,
     }
 }
 
+/// The steps between the baseline and Nimbus.
+struct Steps {
+    nimbus_pool: FunctionPre<Plain>,
+    fuel: FunctionPre<Plain>,
+    nimbus_like: Arc<FunctionPre<Plain>>,
+    /// Nimbus with usage records dropped instead of written.
+    null_sink: FunctionHandle,
+    /// Nimbus with its ledger file on tmpfs (if `/dev/shm` is there).
+    tmpfs: Option<FunctionHandle>,
+    _hosts: Vec<Host>,
+    _tmpfs_dir: Option<tempfile::TempDir>,
+}
+
+fn nimbus_echo(s: &Setup, builder: nimbus_core::HostBuilder) -> (Host, FunctionHandle) {
+    let host = builder.build().expect("host");
+    host.add_tenant(TENANT, Limits::default()).expect("tenant");
+    let echo =
+        s.rt.block_on(host.deploy(TENANT, "echo", &s.echo_wasm))
+            .expect("deploying echo");
+    (host, echo)
+}
+
+fn steps(s: &Setup) -> Steps {
+    let nimbus_pool_pre = prepare(&engine(Metering::None, nimbus_pool()), &s.echo_wasm);
+    let fuel = prepare(&engine(Metering::FuelYield, nimbus_pool()), &s.echo_wasm);
+    let nimbus_like = Arc::new(prepare(
+        &engine(Metering::NimbusLike, nimbus_pool()),
+        &s.echo_wasm,
+    ));
+    let (null_host, null_sink) = nimbus_echo(s, Host::builder().usage_sink(Arc::new(NullSink)));
+    let mut hosts = vec![null_host];
+    let tmpfs_dir = tempfile::tempdir_in("/dev/shm").ok();
+    let tmpfs = tmpfs_dir.as_ref().map(|dir| {
+        let (host, echo) = nimbus_echo(
+            s,
+            Host::builder().ledger_path(dir.path().join("usage.jsonl")),
+        );
+        hosts.push(host);
+        echo
+    });
+    Steps {
+        nimbus_pool: nimbus_pool_pre,
+        fuel,
+        nimbus_like,
+        null_sink,
+        tmpfs,
+        _hosts: hosts,
+        _tmpfs_dir: tmpfs_dir,
+    }
+}
+
+/// What Nimbus wraps around a call: its own task, and a deadline.
+async fn spawn_with_timeout(
+    pre: Arc<FunctionPre<Plain>>,
+    event: WitEvent,
+) -> nimbus_bindings::Response {
+    tokio::spawn(async move {
+        let call = call_plain(&pre, Metering::NimbusLike, &event);
+        tokio::time::timeout(Duration::from_secs(10), call).await
+    })
+    .await
+    .expect("task")
+    .expect("in time")
+}
+
+/// The echo variants, from the baseline to Nimbus; each step adds to the
+/// one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Baseline,
+    NimbusPool,
+    FuelYield,
+    NimbusStore,
+    SpawnTimeout,
+    NimbusNullSink,
+    NimbusTmpfs,
+    Nimbus,
+}
+
+impl Variant {
+    const ALL: [Variant; 8] = [
+        Variant::Baseline,
+        Variant::NimbusPool,
+        Variant::FuelYield,
+        Variant::NimbusStore,
+        Variant::SpawnTimeout,
+        Variant::NimbusNullSink,
+        Variant::NimbusTmpfs,
+        Variant::Nimbus,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Baseline => "wasmtime baseline (pooling, no fuel)",
+            Variant::NimbusPool => "+ Nimbus's pool config (keep-resident…)",
+            Variant::FuelYield => "+ fuel, async yield every 1M",
+            Variant::NimbusStore => "+ Nimbus store setup (limiter, stderr…)",
+            Variant::SpawnTimeout => "+ tokio::spawn + tokio::time::timeout",
+            Variant::NimbusNullSink => "Nimbus, usage records dropped",
+            Variant::NimbusTmpfs => "Nimbus, ledger file on tmpfs",
+            Variant::Nimbus => "Nimbus, ledger file on disk (the real one)",
+        }
+    }
+
+    /// Its criterion benchmark, if it has one.
+    fn criterion_id(self) -> (&'static str, &'static str) {
+        match self {
+            Variant::Baseline => (G_INVOKE, "wasmtime_baseline"),
+            Variant::NimbusPool => (G_BREAKDOWN, "wasmtime_nimbus_pool"),
+            Variant::FuelYield => (G_BREAKDOWN, "wasmtime_fuel_yield"),
+            Variant::NimbusStore => (G_BREAKDOWN, "wasmtime_nimbus_store"),
+            Variant::SpawnTimeout => (G_BREAKDOWN, "wasmtime_nimbus_store_spawn_timeout"),
+            Variant::NimbusNullSink => (G_BREAKDOWN, "nimbus_null_sink"),
+            Variant::NimbusTmpfs => (G_BREAKDOWN, "nimbus_ledger_on_tmpfs"),
+            Variant::Nimbus => (G_INVOKE, "nimbus"),
+        }
+    }
+
+    /// One invocation; `false` if this variant is unavailable here.
+    async fn run(self, s: &Setup, st: &Steps) -> bool {
+        match self {
+            Variant::Baseline => {
+                black_box(call_plain(&s.baseline, Metering::None, &s.echo_wit.clone()).await);
+            }
+            Variant::NimbusPool => {
+                let event = s.echo_wit.clone();
+                black_box(call_plain(&st.nimbus_pool, Metering::None, &event).await);
+            }
+            Variant::FuelYield => {
+                black_box(call_plain(&st.fuel, Metering::FuelYield, &s.echo_wit.clone()).await);
+            }
+            Variant::NimbusStore => {
+                let event = s.echo_wit.clone();
+                black_box(call_plain(&st.nimbus_like, Metering::NimbusLike, &event).await);
+            }
+            Variant::SpawnTimeout => {
+                let call = spawn_with_timeout(st.nimbus_like.clone(), s.echo_wit.clone());
+                black_box(call.await);
+            }
+            Variant::NimbusNullSink => {
+                black_box(
+                    st.null_sink
+                        .invoke(s.echo_event.clone())
+                        .await
+                        .expect("invoke"),
+                );
+            }
+            Variant::NimbusTmpfs => match &st.tmpfs {
+                Some(f) => {
+                    black_box(f.invoke(s.echo_event.clone()).await.expect("invoke"));
+                }
+                None => return false,
+            },
+            Variant::Nimbus => {
+                black_box(s.echo.invoke(s.echo_event.clone()).await.expect("invoke"));
+            }
+        }
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Criterion groups
+
 fn bench_invoke_echo(c: &mut Criterion, s: &Setup) {
-    let (baseline, wit) = (&s.baseline, wit_event(&s.echo_event));
     let mut g = c.benchmark_group(G_INVOKE);
     g.bench_function("nimbus", |b| {
         b.to_async(&s.rt)
@@ -360,47 +534,14 @@ fn bench_invoke_echo(c: &mut Criterion, s: &Setup) {
     });
     g.bench_function("wasmtime_baseline", |b| {
         b.to_async(&s.rt)
-            .iter(|| async { call_plain(baseline, Metering::None, &wit.clone()).await })
+            .iter(|| async { call_plain(&s.baseline, Metering::None, &s.echo_wit.clone()).await })
     });
     g.finish();
 }
 
-/// From the baseline to Nimbus in steps; each adds to the previous one.
-fn bench_breakdown(c: &mut Criterion, s: &Setup) {
-    let wit = wit_event(&s.echo_event);
-    let fuel = prepare(
-        &engine(Metering::FuelYield, PoolingAllocationConfig::default()),
-        &s.echo_wasm,
-    );
-    let like = Arc::new(prepare(
-        &engine(Metering::NimbusLike, nimbus_pool()),
-        &s.echo_wasm,
-    ));
-    // Nimbus with records dropped instead of appended to a file.
-    let null_host = Host::builder()
-        .usage_sink(Arc::new(NullSink))
-        .build()
-        .expect("host");
-    null_host
-        .add_tenant(TENANT, Limits::default())
-        .expect("tenant");
-    let null_echo =
-        s.rt.block_on(null_host.deploy(TENANT, "echo", &s.echo_wasm))
-            .expect("deploying echo");
-    // Nimbus with its ledger on tmpfs: the same work minus the disk
-    // filesystem's share of the `write`.
-    let shm = tempfile::tempdir_in("/dev/shm").ok().map(|dir| {
-        let host = Host::builder()
-            .ledger_path(dir.path().join("usage.jsonl"))
-            .build()
-            .expect("host");
-        host.add_tenant(TENANT, Limits::default()).expect("tenant");
-        let echo =
-            s.rt.block_on(host.deploy(TENANT, "echo", &s.echo_wasm))
-                .expect("deploying echo");
-        (dir, host, echo)
-    });
-    // The ledger write alone, with a real record.
+/// From the baseline to Nimbus in steps, plus the ledger's parts alone.
+fn bench_breakdown(c: &mut Criterion, s: &Setup, st: &Steps) {
+    // The ledger write alone, with a real record, to a file on disk.
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = JsonLinesLedger::open(dir.path().join("usage.jsonl")).expect("ledger");
     let record =
@@ -409,43 +550,23 @@ fn bench_breakdown(c: &mut Criterion, s: &Setup) {
             .usage;
 
     let mut g = c.benchmark_group(G_BREAKDOWN);
-    g.bench_function("wasmtime_fuel_yield", |b| {
-        b.to_async(&s.rt)
-            .iter(|| async { call_plain(&fuel, Metering::FuelYield, &wit.clone()).await })
-    });
-    g.bench_function("wasmtime_nimbus_store", |b| {
-        b.to_async(&s.rt)
-            .iter(|| async { call_plain(&like, Metering::NimbusLike, &wit.clone()).await })
-    });
-    g.bench_function("wasmtime_nimbus_store_spawn_timeout", |b| {
-        b.to_async(&s.rt).iter(|| {
-            let (like, event) = (like.clone(), wit.clone());
-            async move {
-                tokio::spawn(async move {
-                    let call = call_plain(&like, Metering::NimbusLike, &event);
-                    tokio::time::timeout(Duration::from_secs(10), call).await
-                })
-                .await
-                .expect("task")
-                .expect("in time")
-            }
-        })
-    });
-    g.bench_function("nimbus_null_sink", |b| {
-        b.to_async(&s.rt)
-            .iter(|| null_echo.invoke(s.echo_event.clone()))
-    });
-    if let Some((_, _, shm_echo)) = &shm {
-        g.bench_function("nimbus_ledger_on_tmpfs", |b| {
-            b.to_async(&s.rt)
-                .iter(|| shm_echo.invoke(s.echo_event.clone()))
-        });
+    for v in Variant::ALL {
+        let (group, name) = v.criterion_id();
+        if group != G_BREAKDOWN || !s.rt.block_on(v.run(s, st)) {
+            continue;
+        }
+        g.bench_function(name, |b| b.to_async(&s.rt).iter(|| v.run(s, st)));
     }
     g.bench_function("ledger_record_only", |b| {
         b.iter(|| ledger.record(black_box(&record)).expect("ledger write"))
     });
     g.bench_function("usage_record_to_json", |b| {
         b.iter(|| serde_json::to_vec(black_box(&record)).expect("json"))
+    });
+    // Uuid::now_v7 + an RFC 3339 timestamp + small strings: roughly the
+    // id and time bookkeeping Nimbus does per invocation.
+    g.bench_function("event_new", |b| {
+        b.iter(|| Event::new("bench.echo", "/bench", Vec::new()))
     });
     g.finish();
 }
@@ -486,44 +607,53 @@ fn bench_deploy(c: &mut Criterion, s: &Setup) {
     // The same in plain wasmtime, with and without building the
     // copy-on-write memory image before the first instantiation (wasmtime
     // builds it lazily, on the first instantiation of a new module).
-    let engine = engine(Metering::None, PoolingAllocationConfig::default());
-    let wit = wit_event(&s.echo_event);
-    for (name, init_cow_image) in [
-        ("first_call_plain", false),
-        ("first_call_plain_cow_init", true),
+    // And with Nimbus's pool config, to tell its share of Nimbus's figure.
+    let default_pool = engine(Metering::None, PoolingAllocationConfig::default());
+    let nimbus_pool = engine(Metering::None, nimbus_pool());
+    for (name, engine, init_cow_image) in [
+        ("first_call_plain", &default_pool, false),
+        ("first_call_plain_cow_init", &default_pool, true),
+        ("first_call_plain_nimbus_pool", &nimbus_pool, false),
     ] {
         g.bench_function(name, |b| {
-            b.to_async(&s.rt).iter_custom(|iters| {
-                let (engine, wit) = (&engine, &wit);
-                async move {
-                    let mut timed = Duration::ZERO;
-                    for _ in 0..iters {
-                        let pre = prepare_with(engine, &s.echo_wasm, init_cow_image);
-                        let start = Instant::now();
-                        black_box(call_plain(&pre, Metering::None, wit).await);
-                        timed += start.elapsed();
-                    }
-                    timed
+            b.to_async(&s.rt).iter_custom(|iters| async move {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let pre = prepare_with(engine, &s.echo_wasm, init_cow_image);
+                    let start = Instant::now();
+                    black_box(call_plain(&pre, Metering::None, &s.echo_wit).await);
+                    timed += start.elapsed();
                 }
+                timed
             })
         });
     }
     g.finish();
 }
 
-fn bench_deadline(c: &mut Criterion, s: &Setup) {
+const DEADLINE_CONFIGS: [(&str, &str, Metering); 3] = [
+    ("no_metering", "no fuel, no epochs", Metering::None),
+    (
+        "fuel_yield_1m",
+        "fuel + async yield every 1M fuel (Nimbus)",
+        Metering::FuelYield,
+    ),
+    (
+        "fuel_epoch_1ms",
+        "fuel + epochs (yield per tick, 1 ms ticker)",
+        Metering::FuelEpoch,
+    ),
+];
+
+/// Returns the paired comparison if the group ran.
+fn bench_deadline(c: &mut Criterion, s: &Setup, since: SystemTime) -> Option<Vec<PairedStat>> {
     let wit = WitEvent {
         data: COMPUTE_DATA.to_vec(),
-        ..wit_event(&s.echo_event)
+        ..s.echo_wit.clone()
     };
-    let configs = [
-        ("no_metering", Metering::None),
-        ("fuel_yield_1m", Metering::FuelYield),
-        ("fuel_epoch_1ms", Metering::FuelEpoch),
-    ];
-    let pres: Vec<_> = configs
+    let pres: Vec<_> = DEADLINE_CONFIGS
         .iter()
-        .map(|&(name, m)| {
+        .map(|&(name, _, m)| {
             let pre = prepare(
                 &engine(m, PoolingAllocationConfig::default()),
                 &s.compute_wasm,
@@ -535,11 +665,11 @@ fn bench_deadline(c: &mut Criterion, s: &Setup) {
         .collect();
 
     // Epochs tick every 1 ms from a background thread, as a deployment that
-    // enforced deadlines with epochs would have to do: with an epoch that
-    // never moves we would measure only the instrumentation checks and none
-    // of the yields, understating the design, while the fuel config does
-    // yield (every 1M fuel). The ticker runs through the whole group so
-    // every config sees the same background wake-ups.
+    // enforced deadlines with epochs would have to: with an epoch that
+    // never moves we would measure only the instrumentation's checks and
+    // none of the yields, understating that design, while the fuel config
+    // does yield (every 1M fuel, ~0.3 ms of this guest). The ticker runs
+    // through the whole group so every config sees the same wake-ups.
     let epoch_engine = pres
         .iter()
         .find(|(_, m, _)| *m == Metering::FuelEpoch)
@@ -556,52 +686,80 @@ fn bench_deadline(c: &mut Criterion, s: &Setup) {
         });
     }
     g.finish();
+
+    // The paired comparison, still under the ticker.
+    mean_ns(G_DEADLINE, DEADLINE_CONFIGS[0].0, since).ok()?;
+    Some(paired(&s.rt, pres.len(), 41, 10, |i| {
+        let (_, m, pre) = &pres[i];
+        let wit = &wit;
+        async move {
+            black_box(call_plain(pre, *m, wit).await);
+        }
+    }))
 }
 
 // ---------------------------------------------------------------------------
-// Paired check
+// Paired comparison
 
-/// Nimbus / baseline measured in alternating short batches, so that load
-/// from anything else on the machine (a shared 2-core box) hits both alike.
-/// Returns the 25th, 50th and 75th percentiles of the per-round ratios.
-fn paired_ratio(s: &Setup) -> [f64; 3] {
-    const ROUNDS: usize = 101;
-    const BATCH: u32 = 200;
-    let wit = wit_event(&s.echo_event);
-    let nimbus = || async {
-        let start = Instant::now();
-        for _ in 0..BATCH {
-            black_box(s.echo.invoke(s.echo_event.clone()).await.expect("invoke"));
-        }
-        start.elapsed().as_secs_f64()
-    };
-    let baseline = || async {
-        let start = Instant::now();
-        for _ in 0..BATCH {
-            black_box(call_plain(&s.baseline, Metering::None, &wit.clone()).await);
-        }
-        start.elapsed().as_secs_f64()
-    };
-    let mut ratios: Vec<f64> = s.rt.block_on(async {
-        let mut ratios = Vec::with_capacity(ROUNDS);
-        for round in 0..ROUNDS {
-            let (n, b) = if round % 2 == 0 {
-                let n = nimbus().await;
-                (n, baseline().await)
-            } else {
-                let b = baseline().await;
-                (nimbus().await, b)
-            };
-            if std::env::var_os("PAIRED_DEBUG").is_some() {
-                eprintln!("round {round}: nimbus {:.1} us/call, baseline {:.1} us/call", n * 1e6 / f64::from(BATCH), b * 1e6 / f64::from(BATCH));
+/// One variant's result in a paired comparison.
+#[derive(Debug, Clone, Copy)]
+struct PairedStat {
+    /// Median per-call time over rounds, ns.
+    median_ns: f64,
+    /// 25th, 50th and 75th percentiles of (this variant / variant 0),
+    /// each ratio taken within one round.
+    ratio: [f64; 3],
+}
+
+/// Runs `n` variants in rotating order, `batch` calls each per round, so
+/// load from anything else on this shared 2-core machine hits them alike;
+/// ratios are taken within a round, where conditions were the same.
+fn paired<F, Fut>(rt: &Runtime, n: usize, rounds: usize, batch: u32, run: F) -> Vec<PairedStat>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let times: Vec<Vec<f64>> = rt.block_on(async {
+        let mut times = vec![Vec::with_capacity(rounds); n];
+        for round in 0..rounds {
+            for k in 0..n {
+                let i = (round + k) % n;
+                let start = Instant::now();
+                for _ in 0..batch {
+                    run(i).await;
+                }
+                times[i].push(start.elapsed().as_nanos() as f64 / f64::from(batch));
             }
-            ratios.push(n / b);
         }
-        ratios
+        times
     });
-    ratios.sort_by(f64::total_cmp);
-    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
-    [at(0.25), at(0.5), at(0.75)]
+    let quantiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        [at(0.25), at(0.5), at(0.75)]
+    };
+    times
+        .iter()
+        .map(|t| PairedStat {
+            median_ns: quantiles(t.clone())[1],
+            ratio: quantiles(t.iter().zip(&times[0]).map(|(a, b)| a / b).collect()),
+        })
+        .collect()
+}
+
+/// The echo variants available here, paired.
+fn paired_echo(s: &Setup, st: &Steps) -> Vec<(Variant, PairedStat)> {
+    let available: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|v| s.rt.block_on(v.run(s, st)))
+        .collect();
+    let stats = paired(&s.rt, available.len(), 101, 100, |i| {
+        let v = available[i];
+        async move {
+            v.run(s, st).await;
+        }
+    });
+    available.into_iter().zip(stats).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -650,68 +808,71 @@ fn human(ns: f64) -> String {
     }
 }
 
+const W: usize = 46;
+
 /// One table row: the time, and its ratio against `base` when both exist.
 fn row(label: &str, value: &Result<f64, String>, base: Option<&Result<f64, String>>) {
     match (value, base) {
-        (Ok(v), Some(Ok(b))) => println!("  {label:<46} {:>10}  {:>6.2}×", human(*v), v / b),
-        (Ok(v), _) => println!("  {label:<46} {:>10}", human(*v)),
-        (Err(why), _) => println!("  {label:<46} {why}"),
+        (Ok(v), Some(Ok(b))) => println!("  {label:<W$} {:>10}  {:>6.2}×", human(*v), v / b),
+        (Ok(v), _) => println!("  {label:<W$} {:>10}", human(*v)),
+        (Err(why), _) => println!("  {label:<W$} {why}"),
     }
 }
 
-fn summary(s: &Setup, since: SystemTime) {
+fn paired_row(label: &str, p: &PairedStat) {
+    let [lo, mid, hi] = p.ratio;
+    println!(
+        "  {label:<W$} {:>10}  {mid:>6.2}×  ({lo:.2}–{hi:.2})",
+        human(p.median_ns)
+    );
+}
+
+struct Paired {
+    echo: Option<Vec<(Variant, PairedStat)>>,
+    deadline: Option<Vec<PairedStat>>,
+}
+
+fn summary(since: SystemTime, paired: &Paired) {
     let get = |g: &str, f: &str| mean_ns(g, f, since);
     println!();
-    println!("==== Summary (criterion mean per iteration) ====");
+    println!("==== Summary: criterion means (this run) ====");
 
     println!("\n[{G_INVOKE}] echo, 16 bytes, fresh instance per call; ratio vs baseline");
     let base = get(G_INVOKE, "wasmtime_baseline");
     let nimbus = get(G_INVOKE, "nimbus");
-    row("wasmtime baseline (pooling, no fuel)", &base, Some(&base));
+    row(Variant::Baseline.label(), &base, Some(&base));
     row("Nimbus FunctionHandle::invoke", &nimbus, Some(&base));
     if let (Ok(n), Ok(b)) = (&nimbus, &base) {
         let ratio = n / b;
         let verdict = if ratio <= 1.15 { "within" } else { "ABOVE" };
         println!(
-            "  => Nimbus / baseline = {ratio:.3}× ({verdict} the 1.15× target), +{} per call",
-            human(n - b)
+            "  => Nimbus / baseline = {ratio:.3}× ({verdict} the 1.15× target), {}{} per call",
+            if n >= b { "+" } else { "−" },
+            human((n - b).abs())
         );
-        let [p25, p50, p75] = paired_ratio(s);
-        println!(
-            "  => paired check, 101 alternating rounds of 200 calls each: \
-             median {p50:.3}× (p25 {p25:.3}×, p75 {p75:.3}×)"
-        );
+        println!("     (measured one after the other; the paired figure below is steadier)");
     }
 
-    println!("\n[{G_BREAKDOWN}] cumulative steps from baseline to Nimbus; ratio vs baseline");
-    for (f, label) in [
-        ("wasmtime_fuel_yield", "+ fuel, yield every 1M"),
-        (
-            "wasmtime_nimbus_store",
-            "+ Nimbus store setup (limiter, stderr…)",
-        ),
-        (
-            "wasmtime_nimbus_store_spawn_timeout",
-            "+ tokio::spawn + tokio::time::timeout",
-        ),
-        ("nimbus_null_sink", "Nimbus, usage records dropped"),
-        ("nimbus_ledger_on_tmpfs", "Nimbus, ledger file on tmpfs"),
-    ] {
-        row(label, &get(G_BREAKDOWN, f), Some(&base));
+    println!("\n[{G_BREAKDOWN}] steps from baseline to Nimbus (cumulative); ratio vs baseline");
+    for v in Variant::ALL {
+        let (g, f) = v.criterion_id();
+        if g == G_BREAKDOWN {
+            row(v.label(), &get(g, f), Some(&base));
+        }
     }
     row(
-        "Nimbus, ledger file on ext4 (invoke_echo)",
-        &nimbus,
-        Some(&base),
-    );
-    row(
-        "JsonLinesLedger::record alone (ext4)",
+        "JsonLinesLedger::record alone (file on disk)",
         &get(G_BREAKDOWN, "ledger_record_only"),
         None,
     );
     row(
         "  of which serde_json::to_vec(record)",
         &get(G_BREAKDOWN, "usage_record_to_json"),
+        None,
+    );
+    row(
+        "Event::new (Uuid::now_v7 + RFC 3339 time)",
+        &get(G_BREAKDOWN, "event_new"),
         None,
     );
 
@@ -722,7 +883,7 @@ fn summary(s: &Setup, since: SystemTime) {
         None,
     );
     row(
-        "first invoke after deploy; ratio vs warm",
+        "first invoke after deploy; vs warm Nimbus",
         &get(G_DEPLOY, "first_invoke"),
         Some(&nimbus),
     );
@@ -736,38 +897,77 @@ fn summary(s: &Setup, since: SystemTime) {
         &get(G_DEPLOY, "first_call_plain_cow_init"),
         Some(&base),
     );
+    row(
+        "  same, Nimbus's pool config; vs warm, same",
+        &get(G_DEPLOY, "first_call_plain_nimbus_pool"),
+        Some(&get(G_BREAKDOWN, "wasmtime_nimbus_pool")),
+    );
 
     println!("\n[{G_DEADLINE}] compute(200000), plain wasmtime; ratio vs no metering");
-    let none = get(G_DEADLINE, "no_metering");
-    row("no fuel, no epochs", &none, Some(&none));
-    row(
-        "fuel + async yield every 1M fuel (Nimbus)",
-        &get(G_DEADLINE, "fuel_yield_1m"),
-        Some(&none),
-    );
-    row(
-        "fuel + epochs (yield per tick, 1 ms ticker)",
-        &get(G_DEADLINE, "fuel_epoch_1ms"),
-        Some(&none),
-    );
+    let none = get(G_DEADLINE, DEADLINE_CONFIGS[0].0);
+    for (name, label, _) in DEADLINE_CONFIGS {
+        row(label, &get(G_DEADLINE, name), Some(&none));
+    }
+
+    println!();
+    println!("==== Paired, interleaved (median per call; median ratio, p25–p75) ====");
+    match &paired.echo {
+        Some(echo) => {
+            println!("\n[echo] 101 rounds × 100 calls per variant; ratio vs baseline");
+            for (v, p) in echo {
+                paired_row(v.label(), p);
+            }
+            let find = |want| echo.iter().find(|(v, _)| *v == want).map(|(_, p)| p);
+            if let Some(p) = find(Variant::Nimbus) {
+                let verdict = if p.ratio[1] <= 1.15 {
+                    "within"
+                } else {
+                    "ABOVE"
+                };
+                println!(
+                    "  => Nimbus / baseline = {:.3}× paired ({verdict} the 1.15× target)",
+                    p.ratio[1]
+                );
+                if let Some(pool) = find(Variant::NimbusPool) {
+                    println!(
+                        "  => Nimbus / (baseline with Nimbus's pool config) ≈ {:.3}×: \
+                         Nimbus's own per-call overhead, +{}",
+                        p.ratio[1] / pool.ratio[1],
+                        human(p.median_ns - pool.median_ns)
+                    );
+                }
+            }
+        }
+        None => println!("\n[echo] not run ({G_INVOKE} was not measured)"),
+    }
+    match &paired.deadline {
+        Some(d) => {
+            println!("\n[compute(200000)] 41 rounds × 10 calls per config; ratio vs no metering");
+            for ((_, label, _), p) in DEADLINE_CONFIGS.iter().zip(d) {
+                paired_row(label, p);
+            }
+        }
+        None => println!("\n[compute(200000)] not run ({G_DEADLINE} was not measured)"),
+    }
     println!();
 }
 
 fn main() {
     let since = SystemTime::now();
-    let setup = setup();
-    if std::env::var_os("PAIRED_DEBUG").is_some() {
-        eprintln!("{:?}", paired_ratio(&setup));
-        return;
-    }
+    let s = setup();
+    let st = steps(&s);
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    bench_invoke_echo(&mut c, &setup);
-    bench_breakdown(&mut c, &setup);
-    bench_deploy(&mut c, &setup);
-    bench_deadline(&mut c, &setup);
+    bench_invoke_echo(&mut c, &s);
+    bench_breakdown(&mut c, &s, &st);
+    // Paired only when criterion measured the group (a filter may skip it).
+    let echo = mean_ns(G_INVOKE, "nimbus", since)
+        .ok()
+        .map(|_| paired_echo(&s, &st));
+    bench_deploy(&mut c, &s);
+    let deadline = bench_deadline(&mut c, &s, since);
     c.final_summary();
-    summary(&setup, since);
+    summary(since, &Paired { echo, deadline });
 }
