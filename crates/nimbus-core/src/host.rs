@@ -750,9 +750,9 @@ impl Host {
                 component.initialize_copy_on_write_image()?;
                 wasmtime::Result::Ok(component)
             })
-                .await
-                .map_err(|e| Error::InvalidComponent(format!("compilation panicked: {e}")))?
-                .map_err(|e| Error::InvalidComponent(format!("failed to compile: {e:#}")))?
+            .await
+            .map_err(|e| Error::InvalidComponent(format!("compilation panicked: {e}")))?
+            .map_err(|e| Error::InvalidComponent(format!("failed to compile: {e:#}")))?
         };
 
         let ty = component.component_type();
