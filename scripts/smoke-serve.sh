@@ -34,6 +34,10 @@ check 200 -H 'Authorization: Bearer acme-secret' "$base/acme/hello/echo" -d x
 check 404 "$base/nobody/nothing"
 [ "$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/compute" -d 1000)" = 168 ] ||
     { echo "smoke: compute" >&2; exit 1; }
+[ "$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/config" -d greeting)" = "Hello from wasi:config!" ] ||
+    { echo "smoke: config" >&2; exit 1; }
+curl -sf -H 'Authorization: Bearer admin-secret' "$base/admin/v1/tenants/acme/functions/config/logs" | grep -q '"level":"info"' ||
+    { echo "smoke: logs" >&2; exit 1; }
 curl -sf "$base/metrics" | grep -q 'nimbus_invocations_total{tenant="acme",function="hello",outcome="success"} 2' ||
     { echo "smoke: metrics" >&2; curl -s "$base/metrics" >&2; exit 1; }
 kill -TERM $pid

@@ -1766,3 +1766,89 @@ async fn the_gateway_mounts_in_an_embedders_router() {
 
     assert_eq!(ledger(&t.ledger).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_deploys_grants_and_serves_invocation_logs() {
+    let t = test_host(|b| b);
+    let host = &t.host;
+    host.add_tenant("acme", Limits::default()).expect("tenant");
+    let gw = gateway(host, |g| g.admin_key(ADMIN_KEY));
+    let s = serve(gw.router()).await;
+    let c = &s.client;
+    let reader = format!("{FUNCTIONS}/reader");
+    let bytes = guests().bytes("config-reader");
+
+    // Without a config grant the component is refused, naming the import.
+    let r = c
+        .put(&reader)
+        .key(ADMIN_KEY)
+        .body(bytes.clone())
+        .await
+        .expect(400);
+    assert!(r.text().contains("wasi:config/store"), "{}", r.text());
+    // Malformed grants are refused too.
+    c.put(&reader)
+        .key(ADMIN_KEY)
+        .header(nimbus_http::GRANTS_HEADER, "{\"config\": 5}")
+        .body(bytes.clone())
+        .await
+        .expect(400);
+    c.put(&reader)
+        .key(ADMIN_KEY)
+        .header(
+            nimbus_http::GRANTS_HEADER,
+            r#"{"config": {"greeting": "hi over http"}}"#,
+        )
+        .body(bytes.clone())
+        .await
+        .expect(201);
+    let r = c
+        .post("/acme/reader")
+        .key(ACME_KEY)
+        .body("greeting")
+        .await
+        .expect(200);
+    assert_eq!(r.text(), "hi over http");
+    let id = r
+        .header(nimbus_http::INVOCATION_ID_HEADER)
+        .expect("id")
+        .to_string();
+    c.post("/acme/reader")
+        .key(ACME_KEY)
+        .body("nope")
+        .await
+        .expect(400);
+
+    let logs = format!("{reader}/logs");
+    c.get(&logs).key(ACME_KEY).send().await.expect(401);
+    let all = c.get(&logs).key(ADMIN_KEY).send().await.expect(200).json();
+    assert_eq!(
+        all["invocations"].as_array().map(Vec::len),
+        Some(2),
+        "{all}"
+    );
+    let one = c
+        .get(&format!("{logs}?invocation_id={id}"))
+        .key(ADMIN_KEY)
+        .send()
+        .await
+        .expect(200)
+        .json();
+    let invocations = one["invocations"].as_array().expect("array");
+    assert_eq!(invocations.len(), 1, "{one}");
+    assert_eq!(invocations[0]["invocation_id"], id.as_str());
+    assert_eq!(
+        invocations[0]["logs"]["entries"][0]["level"], "info",
+        "{one}"
+    );
+    c.get(&format!("{logs}?invocation_id=not-a-uuid"))
+        .key(ADMIN_KEY)
+        .send()
+        .await
+        .expect(400);
+    c.get(&format!("{FUNCTIONS}/ghost/logs"))
+        .key(ADMIN_KEY)
+        .send()
+        .await
+        .expect(404);
+}

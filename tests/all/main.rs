@@ -7,6 +7,8 @@ mod cli;
 mod deploy;
 mod http;
 mod limits;
+mod outbound;
+mod services;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

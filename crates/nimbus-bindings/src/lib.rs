@@ -1,17 +1,23 @@
-//! Host-side bindings for the `nimbus:function@0.1.0` world in `wit/`.
+//! Host-side bindings for the `nimbus:function@0.1.0` package in `wit/`.
 //!
-//! This is the only `bindgen!` in the workspace. WASI imports of the world
-//! reuse `wasmtime_wasi`'s generated types (`with:`), so the host links the
-//! standard WASI implementation rather than a second copy of its bindings.
+//! This is the only `bindgen!` in the workspace. It binds the
+//! `service-function` world — the event-function world plus the backend
+//! services a function may be granted (`wasi:config/store`,
+//! `wasi:logging/logging`). WASI 0.2 imports reuse `wasmtime_wasi`'s
+//! generated types (`with:`), so the host links the standard WASI
+//! implementation rather than a second copy of its bindings.
 
 mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "nimbus:function/function",
+        world: "nimbus:function/service-function",
         imports: { default: async },
         exports: { default: async },
         with: {
-            "wasi": wasmtime_wasi::p2::bindings,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:cli": wasmtime_wasi::p2::bindings::cli,
         },
         require_store_data_send: true,
     });
@@ -19,7 +25,9 @@ mod generated {
 
 pub use generated::exports::nimbus::function::handler;
 pub use generated::nimbus::function::types::{Error as GuestError, Event, Response};
-pub use generated::{Function, FunctionPre};
+pub use generated::wasi::config::store as config;
+pub use generated::wasi::logging::logging;
+pub use generated::{ServiceFunction as Function, ServiceFunctionPre as FunctionPre};
 
 /// The fully qualified name of the interface every function must export.
 pub const HANDLER_INTERFACE: &str = "nimbus:function/handler@0.1.0";

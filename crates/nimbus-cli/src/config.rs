@@ -23,6 +23,9 @@
 //! public = false                     # invocable without a key everywhere
 //! timeout_ms = 2000                  # per-function overrides: fuel,
 //!                                    # max_memory_bytes, timeout_ms, max_concurrency
+//! outbound_hosts = ["api.example.com", "127.0.0.1:9000"]   # grant: outbound HTTP
+//! [functions.config]                 # grant: wasi:config/store values
+//! greeting = "hello"
 //!
 //! [[routes]]
 //! path = "/hello"                    # prefix, on segment boundaries
@@ -91,6 +94,12 @@ pub struct FunctionConfig {
     pub max_memory_bytes: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub max_concurrency: Option<u32>,
+    /// Grant: the function's `wasi:config/store` values (its only keys).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Grant: hosts outbound HTTP may reach (`name` or `name:port`).
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +153,15 @@ impl FunctionConfig {
             max_memory_bytes: self.max_memory_bytes,
             timeout: self.timeout_ms.map(Duration::from_millis),
             max_concurrency: self.max_concurrency,
+        }
+    }
+
+    /// Limit overrides and grants, as the host core takes them.
+    pub fn spec(&self) -> nimbus_core::FunctionConfig {
+        nimbus_core::FunctionConfig {
+            limits: self.overrides(),
+            config: self.config.clone(),
+            outbound_hosts: self.outbound_hosts.clone(),
         }
     }
 }

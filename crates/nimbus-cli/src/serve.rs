@@ -28,7 +28,7 @@ pub async fn build(config: &Config) -> Result<Gateway, String> {
         let path = config.resolve(&f.component);
         let bytes = std::fs::read(&path)
             .map_err(|e| format!("functions[{i}].component: {}: {e}", path.display()))?;
-        host.deploy_with(&f.tenant, &f.name, &bytes, f.overrides())
+        host.deploy_with(&f.tenant, &f.name, &bytes, f.spec())
             .await
             .map_err(|e| format!("functions[{i}] ({}/{}): {e}", f.tenant, f.name))?;
         if f.public {

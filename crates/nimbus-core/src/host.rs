@@ -1,5 +1,6 @@
 //! The host: one engine, tenants, deployed functions, and the invocation path.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,7 +12,7 @@ use nimbus_bindings::FunctionPre;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
-use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::component::{Component, HasData, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
@@ -24,8 +25,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::error::Error;
 use crate::event::{Event, GuestError, Response};
-use crate::limits::{FunctionLimits, Limits};
-use crate::logs::{CapturedStream, Logs};
+use crate::limits::{FunctionConfig, Limits, host_allowed};
+use crate::logs::{CapturedStream, EntrySink, InvocationLogs, Logs};
 use crate::metrics::{FunctionMeters, Metrics};
 use crate::usage::{JsonLinesLedger, Outcome, UsageRecord, UsageSink, billed_ms};
 
@@ -265,6 +266,7 @@ impl HostBuilder {
             max_random_bytes: self.max_random_bytes,
             max_log_bytes: self.max_log_bytes,
             max_http_response_bytes: self.max_http_response_bytes,
+            logs: LogStore::default(),
         });
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -319,10 +321,17 @@ const GRANTED_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
     // For standard `wasi:http/proxy` guests. Outbound requests are denied
-    // (see `DenyOutbound`) until a function is granted hosts.
+    // (see `OutboundHttp`) unless their host is granted to the function.
     "wasi:http/types",
     "wasi:http/outgoing-handler",
+    // Backend services. Config is further checked against the function's
+    // grant at deploy.
+    "wasi:config/store",
+    "wasi:logging/logging",
 ];
+
+/// The config interface, refused at deploy to functions granted no keys.
+const CONFIG_INTERFACE: &str = "wasi:config/store";
 
 struct HasTable;
 impl HasData for HasTable {
@@ -361,6 +370,8 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
     l.instance(nimbus_bindings::TYPES_INTERFACE)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+    nimbus_bindings::config::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    nimbus_bindings::logging::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     Ok(linker)
 }
 
@@ -368,9 +379,57 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
 pub(crate) struct InvocationState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: DenyOutbound,
+    hooks: OutboundHttp,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// The function's granted `wasi:config/store` values.
+    config: Arc<BTreeMap<String, String>>,
+    /// `wasi:logging` entries of this invocation.
+    entries: EntrySink,
+}
+
+impl nimbus_bindings::config::Host for InvocationState {
+    async fn get(&mut self, key: String) -> Result<Option<String>, nimbus_bindings::config::Error> {
+        Ok(self.config.get(&key).cloned())
+    }
+
+    async fn get_all(&mut self) -> Result<Vec<(String, String)>, nimbus_bindings::config::Error> {
+        Ok(self
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl nimbus_bindings::logging::Host for InvocationState {
+    async fn log(
+        &mut self,
+        level: nimbus_bindings::logging::Level,
+        context: String,
+        message: String,
+    ) {
+        use nimbus_bindings::logging::Level;
+        let name = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Critical => "critical",
+        };
+        // The invocation's span carries tenant, function and invocation id.
+        match level {
+            Level::Trace => tracing::trace!(target: "nimbus::guest", %context, "{message}"),
+            Level::Debug => tracing::debug!(target: "nimbus::guest", %context, "{message}"),
+            Level::Info => tracing::info!(target: "nimbus::guest", %context, "{message}"),
+            Level::Warn => tracing::warn!(target: "nimbus::guest", %context, "{message}"),
+            Level::Error | Level::Critical => {
+                tracing::error!(target: "nimbus::guest", level = name, %context, "{message}")
+            }
+        }
+        self.entries.push(name, context, message);
+    }
 }
 
 impl WasiHttpView for InvocationState {
@@ -383,29 +442,47 @@ impl WasiHttpView for InvocationState {
     }
 }
 
-/// Outbound HTTP from guests: nothing is granted yet, so every request is
-/// refused with `HTTP-request-denied`, which the guest sees as an error it
-/// can handle.
-struct DenyOutbound;
+/// Outbound HTTP from guests: only to the function's granted hosts. Anything
+/// else fails with `HTTP-request-denied`, an error the guest can handle, and
+/// is counted.
+struct OutboundHttp {
+    allowed: Arc<[String]>,
+    sent: u64,
+    denied: u64,
+}
 
-impl WasiHttpHooks for DenyOutbound {
+type SendResult = Result<
+    (
+        http::Response<wasmtime_wasi_http::WasiBody>,
+        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ),
+    wasmtime_wasi_http::Error,
+>;
+
+impl WasiHttpHooks for OutboundHttp {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default().to_string();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if !host_allowed(&self.allowed, &host, port) {
+            self.denied += 1;
+            tracing::info!(%host, port, "outbound HTTP denied: host not granted");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        self.sent += 1;
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
     }
 }
 
@@ -494,6 +571,29 @@ struct Runtime {
     max_random_bytes: u64,
     max_log_bytes: usize,
     max_http_response_bytes: usize,
+    logs: LogStore,
+}
+
+/// The most recent invocations' logs per function, for the admin API.
+#[derive(Default)]
+struct LogStore {
+    by_function: DashMap<(Arc<str>, Arc<str>), VecDeque<InvocationLogs>>,
+}
+
+/// Invocations whose logs are kept per function.
+const KEPT_INVOCATION_LOGS: usize = 100;
+
+impl LogStore {
+    fn keep(&self, tenant: &Arc<str>, function: &Arc<str>, entry: InvocationLogs) {
+        let mut kept = self
+            .by_function
+            .entry((tenant.clone(), function.clone()))
+            .or_default();
+        if kept.len() == KEPT_INVOCATION_LOGS {
+            kept.pop_front();
+        }
+        kept.push_back(entry);
+    }
 }
 
 struct Tenant {
@@ -541,6 +641,8 @@ struct FunctionInner {
     limits: Limits,
     /// This function's own concurrency slots, if it overrides the tenant's.
     slots: Option<Arc<Semaphore>>,
+    config: Arc<BTreeMap<String, String>>,
+    outbound_hosts: Arc<[String]>,
     meters: Arc<FunctionMeters>,
 }
 
@@ -695,18 +797,21 @@ impl Host {
         name: &str,
         bytes: &[u8],
     ) -> Result<FunctionHandle, Error> {
-        self.deploy_with(tenant, name, bytes, FunctionLimits::default())
+        self.deploy_with(tenant, name, bytes, FunctionConfig::default())
             .await
     }
 
-    /// [`Self::deploy`] with per-function overrides of the tenant's limits.
+    /// [`Self::deploy`] with per-function limit overrides and grants
+    /// ([`FunctionConfig`], or just [`crate::FunctionLimits`]).
     pub async fn deploy_with(
         &self,
         tenant: &str,
         name: &str,
         bytes: &[u8],
-        overrides: FunctionLimits,
+        spec: impl Into<FunctionConfig>,
     ) -> Result<FunctionHandle, Error> {
+        let spec = spec.into();
+        let overrides = spec.limits;
         let tenant = self.tenant(tenant)?;
         check_name("function", name)?;
         let rt = self.inner.runtime.clone();
@@ -758,6 +863,12 @@ impl Host {
         let ty = component.component_type();
         for (import, _) in ty.imports(&rt.engine) {
             let bare = import.split('@').next().unwrap_or(import);
+            if bare == CONFIG_INTERFACE && spec.config.is_empty() {
+                return invalid(format!(
+                    "the component imports `{import}`, but function `{name}` is granted no \
+                     config keys (declare them in its config)"
+                ));
+            }
             if !GRANTED_INTERFACES.contains(&bare) {
                 return invalid(format!(
                     "the component imports `{import}`, which Nimbus does not grant \
@@ -809,6 +920,8 @@ impl Host {
                 slots: overrides
                     .max_concurrency
                     .map(|n| Arc::new(Semaphore::new(n as usize))),
+                config: Arc::new(spec.config),
+                outbound_hosts: spec.outbound_hosts.into(),
                 meters,
             }),
         };
@@ -839,6 +952,30 @@ impl Host {
             .collect();
         names.sort();
         names
+    }
+
+    /// Logs of the function's most recent invocations (up to 100; those that
+    /// succeeded without writing anything are not kept), oldest first, or of
+    /// one invocation.
+    pub fn invocation_logs(
+        &self,
+        tenant: &str,
+        function: &str,
+        invocation_id: Option<Uuid>,
+    ) -> Vec<InvocationLogs> {
+        let key = (Arc::from(tenant), Arc::from(function));
+        self.inner
+            .runtime
+            .logs
+            .by_function
+            .get(&key)
+            .map(|kept| {
+                kept.iter()
+                    .filter(|l| invocation_id.is_none_or(|id| l.invocation_id == id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Removes a function; in-flight invocations finish.
@@ -1014,7 +1151,13 @@ impl FunctionHandle {
         let state = InvocationState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: DenyOutbound,
+            hooks: OutboundHttp {
+                allowed: f.outbound_hosts.clone(),
+                sent: 0,
+                denied: 0,
+            },
+            config: f.config.clone(),
+            entries: EntrySink::new(rt.max_log_bytes),
             table,
             limiter: MemoryLimiter {
                 limit: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
@@ -1043,9 +1186,10 @@ impl FunctionHandle {
 
         let fuel_left = store.get_fuel().unwrap_or(0);
         let fuel_consumed = limits.fuel.saturating_sub(fuel_left);
-        let limiter = &store.data().limiter;
-        let (peak, memory_refused) = (limiter.peak as u64, limiter.refused);
-        drop(store);
+        let state = store.into_data();
+        let (peak, memory_refused) = (state.limiter.peak as u64, state.limiter.refused);
+        let (outbound_sent, outbound_denied) = (state.hooks.sent, state.hooks.denied);
+        let entries = state.entries;
 
         let (outcome, result) = classify(ended, memory_refused);
         let mut usage = self.usage(
@@ -1057,6 +1201,8 @@ impl FunctionHandle {
             started_at,
         );
         usage.request_bytes = request_bytes;
+        usage.outbound_requests = outbound_sent;
+        usage.denied_calls = outbound_denied;
         if let Ok(Output::Http(response)) = &result {
             usage.response_bytes = response.body().len() as u64;
         }
@@ -1065,7 +1211,8 @@ impl FunctionHandle {
         let logs = Logs {
             stdout: out,
             stderr: err,
-            dropped_bytes: out_dropped + err_dropped,
+            entries: entries.entries,
+            dropped_bytes: out_dropped + err_dropped + entries.dropped,
         };
         let report = self.finish(usage, logs)?;
         tracing::debug!(outcome = %outcome, fuel = fuel_consumed, "invocation finished");
@@ -1103,6 +1250,8 @@ impl FunctionHandle {
             started_at: humantime::format_rfc3339_micros(started_at).to_string(),
             request_bytes: 0,
             response_bytes: 0,
+            outbound_requests: 0,
+            denied_calls: 0,
         }
     }
 
@@ -1114,6 +1263,22 @@ impl FunctionHandle {
             return Err(Error::Ledger(e));
         }
         self.inner.meters.observe(&usage);
+        let wrote = !(logs.stdout.is_empty() && logs.stderr.is_empty() && logs.entries.is_empty());
+        if wrote || usage.outcome != Outcome::Success {
+            let f = &self.inner;
+            f.runtime.logs.keep(
+                &f.tenant.name,
+                &f.name,
+                InvocationLogs {
+                    invocation_id: usage.invocation_id,
+                    tenant: usage.tenant.clone(),
+                    function: usage.function.clone(),
+                    outcome: usage.outcome,
+                    started_at: usage.started_at.clone(),
+                    logs: logs.clone(),
+                },
+            );
+        }
         Ok(Box::new(Report { usage, logs }))
     }
 }

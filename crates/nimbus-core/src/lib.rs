@@ -38,8 +38,8 @@ pub use host::{FunctionHandle, Host, HostBuilder, HttpInvocation, Invocation, Po
 /// Re-exported for building HTTP requests and responses.
 pub use bytes::Bytes;
 pub use http;
-pub use limits::{FunctionLimits, Limits};
-pub use logs::Logs;
+pub use limits::{FunctionConfig, FunctionLimits, Limits};
+pub use logs::{InvocationLogs, LogEntry, Logs};
 pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, UsageRecord, UsageSink};
 
 /// Re-exported so embedders use the same version Nimbus registers into.

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What one tenant's invocations may use. Every field is a hard limit.
@@ -77,5 +78,60 @@ impl FunctionLimits {
             timeout: self.timeout.unwrap_or(tenant.timeout),
             max_concurrency: self.max_concurrency.unwrap_or(tenant.max_concurrency),
         }
+    }
+}
+
+/// Everything a deploy can say about one function: limit overrides and
+/// grants. Anything not granted is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionConfig {
+    pub limits: FunctionLimits,
+    /// The function's `wasi:config/store` values: the only keys it can read.
+    /// A component importing `wasi:config/store` is refused at deploy when
+    /// this is empty. Values are never logged.
+    pub config: BTreeMap<String, String>,
+    /// Hosts outbound HTTP (`wasi:http/outgoing-handler`) may reach: `name`
+    /// (any port) or `name:port`. Requests elsewhere fail with
+    /// `HTTP-request-denied`, which the guest can handle.
+    pub outbound_hosts: Vec<String>,
+}
+
+impl From<FunctionLimits> for FunctionConfig {
+    fn from(limits: FunctionLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether `allowed` (entries `name` or `name:port`) lets a request reach
+/// `host` on `port`. Names compare case-insensitively.
+pub(crate) fn host_allowed(allowed: &[String], host: &str, port: u16) -> bool {
+    allowed.iter().any(|entry| {
+        let with_port = entry
+            .rsplit_once(':')
+            .and_then(|(name, p)| p.parse::<u16>().ok().map(|p| (name, p)));
+        match with_port {
+            Some((name, p)) => p == port && name.eq_ignore_ascii_case(host),
+            None => entry.eq_ignore_ascii_case(host),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_allow_list_matches_names_and_ports() {
+        let allowed = vec!["api.example.com".to_string(), "127.0.0.1:8080".to_string()];
+        assert!(host_allowed(&allowed, "api.example.com", 443));
+        assert!(host_allowed(&allowed, "API.example.com", 80));
+        assert!(host_allowed(&allowed, "127.0.0.1", 8080));
+        assert!(!host_allowed(&allowed, "127.0.0.1", 8081));
+        assert!(!host_allowed(&allowed, "example.com", 443));
+        assert!(!host_allowed(&allowed, "api.example.com.evil", 443));
+        assert!(!host_allowed(&[], "api.example.com", 443));
     }
 }

@@ -16,12 +16,77 @@ use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{OutputStream, StreamError};
 
 /// What a guest wrote during one invocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Logs {
+    #[serde(serialize_with = "lossy")]
     pub stdout: Vec<u8>,
+    #[serde(serialize_with = "lossy")]
     pub stderr: Vec<u8>,
+    /// Structured entries from `wasi:logging`, in order.
+    pub entries: Vec<LogEntry>,
     /// Bytes written past the per-stream cap and dropped (0 if nothing was).
     pub dropped_bytes: u64,
+}
+
+fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
+/// One `wasi:logging/logging.log` call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogEntry {
+    /// `trace`, `debug`, `info`, `warn`, `error` or `critical`.
+    pub level: &'static str,
+    pub context: String,
+    pub message: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+}
+
+/// The logs of one finished invocation, as kept for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InvocationLogs {
+    pub invocation_id: uuid::Uuid,
+    pub tenant: String,
+    pub function: String,
+    pub outcome: crate::Outcome,
+    pub started_at: String,
+    pub logs: Logs,
+}
+
+/// Structured log entries of one invocation, capped like the streams.
+#[derive(Debug)]
+pub(crate) struct EntrySink {
+    pub(crate) entries: Vec<LogEntry>,
+    bytes: usize,
+    cap: usize,
+    pub(crate) dropped: u64,
+}
+
+impl EntrySink {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            bytes: 0,
+            cap,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, level: &'static str, context: String, message: String) {
+        let size = context.len() + message.len();
+        if self.bytes + size > self.cap {
+            self.dropped += size as u64;
+            return;
+        }
+        self.bytes += size;
+        self.entries.push(LogEntry {
+            level,
+            context,
+            message,
+            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        });
+    }
 }
 
 impl Logs {

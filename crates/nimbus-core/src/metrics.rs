@@ -109,6 +109,8 @@ pub(crate) struct FunctionMeters {
     in_flight: AtomicI64,
     request_bytes: AtomicU64,
     response_bytes: AtomicU64,
+    outbound: AtomicU64,
+    denied: AtomicU64,
 }
 
 impl FunctionMeters {
@@ -117,6 +119,8 @@ impl FunctionMeters {
         self.invocations[r.outcome.index()].fetch_add(1, Relaxed);
         self.request_bytes.fetch_add(r.request_bytes, Relaxed);
         self.response_bytes.fetch_add(r.response_bytes, Relaxed);
+        self.outbound.fetch_add(r.outbound_requests, Relaxed);
+        self.denied.fetch_add(r.denied_calls, Relaxed);
         if r.outcome == Outcome::Throttled {
             self.throttled.fetch_add(1, Relaxed);
             return;
@@ -188,6 +192,16 @@ const RESPONSE_BYTES: Family = Family {
     help: "Response body bytes returned by HTTP functions.",
     kind: MetricType::COUNTER,
 };
+const OUTBOUND: Family = Family {
+    name: "nimbus_outbound_http_requests_total",
+    help: "Outbound HTTP requests guests sent to granted hosts.",
+    kind: MetricType::COUNTER,
+};
+const DENIED: Family = Family {
+    name: "nimbus_denied_calls_total",
+    help: "Guest calls refused because the name was not granted.",
+    kind: MetricType::COUNTER,
+};
 const IN_FLIGHT: Family = Family {
     name: "nimbus_invocations_in_flight",
     help: "Invocations currently running.",
@@ -232,6 +246,8 @@ impl Metrics {
             desc(&THROTTLED, &tf),
             desc(&REQUEST_BYTES, &tf),
             desc(&RESPONSE_BYTES, &tf),
+            desc(&OUTBOUND, &tf),
+            desc(&DENIED, &tf),
             desc(&IN_FLIGHT, &tf),
             desc(&DURATION, &["tenant"]),
             desc(&PEAK_MEMORY, &["tenant"]),
@@ -278,6 +294,8 @@ impl Metrics {
                     in_flight: AtomicI64::new(0),
                     request_bytes: AtomicU64::new(0),
                     response_bytes: AtomicU64::new(0),
+                    outbound: AtomicU64::new(0),
+                    denied: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -332,6 +350,7 @@ impl Collector for Metrics {
         let (mut fuel, mut billed, mut memory, mut throttled, mut in_flight) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut req_bytes, mut resp_bytes) = (Vec::new(), Vec::new());
+        let (mut outbound, mut denied) = (Vec::new(), Vec::new());
         for m in &functions {
             let tf = [("tenant", &*m.tenant.tenant), ("function", &*m.function)];
             for outcome in Outcome::ALL {
@@ -350,6 +369,8 @@ impl Collector for Metrics {
             throttled.push(counter(m.throttled.load(Relaxed) as f64, &tf));
             req_bytes.push(counter(m.request_bytes.load(Relaxed) as f64, &tf));
             resp_bytes.push(counter(m.response_bytes.load(Relaxed) as f64, &tf));
+            outbound.push(counter(m.outbound.load(Relaxed) as f64, &tf));
+            denied.push(counter(m.denied.load(Relaxed) as f64, &tf));
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -376,6 +397,8 @@ impl Collector for Metrics {
             family(&THROTTLED, throttled),
             family(&REQUEST_BYTES, req_bytes),
             family(&RESPONSE_BYTES, resp_bytes),
+            family(&OUTBOUND, outbound),
+            family(&DENIED, denied),
             family(&IN_FLIGHT, in_flight),
             family(&DURATION, histograms(|t| &t.duration)),
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
@@ -402,6 +425,8 @@ mod tests {
             started_at: String::new(),
             request_bytes: 0,
             response_bytes: 0,
+            outbound_requests: 0,
+            denied_calls: 0,
         }
     }
 

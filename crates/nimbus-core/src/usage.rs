@@ -91,6 +91,13 @@ pub struct UsageRecord {
     /// HTTP functions: response body bytes returned (0 for events).
     #[serde(default)]
     pub response_bytes: u64,
+    /// Outbound HTTP requests sent to granted hosts.
+    #[serde(default)]
+    pub outbound_requests: u64,
+    /// Calls refused because the name was not granted (e.g. outbound HTTP to
+    /// a host not on the allow-list).
+    #[serde(default)]
+    pub denied_calls: u64,
 }
 
 /// Where usage records go. Called once per invocation, before the caller
@@ -242,6 +249,8 @@ mod tests {
             started_at: "2026-01-01T00:00:00.000000Z".into(),
             request_bytes: 0,
             response_bytes: 0,
+            outbound_requests: 0,
+            denied_calls: 0,
         }
     }
 

@@ -20,6 +20,7 @@ pub const GUESTS: &[&str] = &[
     "trap",
     "log-flood",
     "sleep",
+    "config-reader",
     "hello-http",
     "wstd-http",
 ];

@@ -37,7 +37,7 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use nimbus_core::{Error, Event, FunctionHandle, FunctionLimits, Host};
+use nimbus_core::{Error, Event, FunctionConfig, FunctionHandle, FunctionLimits, Host};
 use serde::Deserialize;
 
 /// Response header carrying the invocation id.
@@ -216,6 +216,10 @@ impl Gateway {
             .route(
                 "/admin/v1/tenants/{tenant}/functions/{name}",
                 put(admin_deploy).delete(admin_delete).get(admin_get),
+            )
+            .route(
+                "/admin/v1/tenants/{tenant}/functions/{name}/logs",
+                get(admin_logs),
             )
             .fallback(invoke)
             .with_state(self.clone())
@@ -408,19 +412,18 @@ async fn admin_deploy(
             return body_unread(r, unread);
         }
     };
-    let overrides = FunctionLimits {
+    let mut spec = match grants(&headers) {
+        Ok(g) => g,
+        Err(m) => return json_error(StatusCode::BAD_REQUEST, &m, None),
+    };
+    spec.limits = FunctionLimits {
         fuel: p.fuel,
         max_memory_bytes: p.max_memory_bytes,
         timeout: p.timeout_ms.map(Duration::from_millis),
         max_concurrency: p.max_concurrency,
     };
     let existed = gw.inner.host.function(&tenant, &name).is_ok();
-    match gw
-        .inner
-        .host
-        .deploy_with(&tenant, &name, &body, overrides)
-        .await
-    {
+    match gw.inner.host.deploy_with(&tenant, &name, &body, spec).await {
         Ok(f) => {
             if let Some(public) = p.public {
                 let key = (tenant.clone(), name.clone());
@@ -441,6 +444,71 @@ async fn admin_deploy(
         Err(e @ Error::NotFound(_)) => json_error(StatusCode::NOT_FOUND, &e.to_string(), None),
         Err(e) => json_error(StatusCode::BAD_REQUEST, &e.to_string(), None),
     }
+}
+
+/// Header carrying a deploy's grants as JSON:
+/// `{"config": {"key": "value"}, "outbound_hosts": ["api.example.com"]}`.
+pub const GRANTS_HEADER: &str = "x-nimbus-grants";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grants {
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    outbound_hosts: Vec<String>,
+}
+
+fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
+    let Some(raw) = headers.get(GRANTS_HEADER) else {
+        return Ok(FunctionConfig::default());
+    };
+    let g: Grants = raw
+        .to_str()
+        .map_err(|_| format!("{GRANTS_HEADER}: not valid text"))
+        .and_then(|t| serde_json::from_str(t).map_err(|e| format!("{GRANTS_HEADER}: {e}")))?;
+    Ok(FunctionConfig {
+        config: g.config,
+        outbound_hosts: g.outbound_hosts,
+        ..FunctionConfig::default()
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsParams {
+    invocation_id: Option<String>,
+}
+
+async fn admin_logs(
+    State(gw): State<Gateway>,
+    Path((tenant, name)): Path<(String, String)>,
+    params: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_admin(&gw, &headers) {
+        return r;
+    }
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.body_text(), None),
+    };
+    let id = match p.invocation_id.as_deref().map(str::parse::<uuid::Uuid>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invocation_id: {e}"),
+                None,
+            );
+        }
+    };
+    if let Err(e) = gw.inner.host.function(&tenant, &name) {
+        return json_error(StatusCode::NOT_FOUND, &e.to_string(), None);
+    }
+    let invocations = gw.inner.host.invocation_logs(&tenant, &name, id);
+    axum::Json(serde_json::json!({ "invocations": invocations })).into_response()
 }
 
 async fn admin_delete(

@@ -9,13 +9,21 @@
 //! - `/trap`: a panic (a trap, since guests are built with `panic = "abort"`);
 //! - `/spin`: an endless loop;
 //! - `/sleep/<ms>`: a sleep on the monotonic clock, then `200 slept`;
-//! - `/big/<n>`: `n` bytes of `x`, written in chunks of at most 4096 bytes.
+//! - `/big/<n>`: `n` bytes of `x`, written in chunks of at most 4096 bytes;
+//! - `/fetch`: a `GET` of the absolute `http://host[:port]/path` URL in the
+//!   request header `x-fetch-url`, sent through `wasi:http/outgoing-handler`.
+//!   `200 status=<code>\n<body>` with the upstream's status and whole body;
+//!   `502 denied: <error>` when the host refuses the request
+//!   (`HTTP-request-denied`), `502 error: <error>` on any other failure, and
+//!   `400` when the header is missing or not such a URL.
 
 use std::time::Duration;
 
 use wasi::exports::http::incoming_handler::Guest;
+use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingRequest,
+    OutgoingResponse, ResponseOutparam, Scheme,
 };
 use wasi::io::streams::StreamError;
 
@@ -83,6 +91,36 @@ impl Guest for HelloHttp {
                 Ok(n) => respond(response_out, 200, &text_plain(), Payload::Xs(n)),
                 Err(_) => bad_request(response_out, "big takes a byte count\n"),
             },
+            (_, "fetch") => {
+                let url = header(&request, "x-fetch-url")
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|url| Url::parse(&url));
+                let Some(url) = url else {
+                    return bad_request(
+                        response_out,
+                        "x-fetch-url must hold an absolute http://host[:port]/path URL\n",
+                    );
+                };
+                match fetch(&url) {
+                    Ok((status, body)) => {
+                        let mut text = format!("status={status}\n").into_bytes();
+                        text.extend_from_slice(&body);
+                        respond(response_out, 200, &text_plain(), Payload::Bytes(&text));
+                    }
+                    Err(e) => {
+                        let text = match e {
+                            ErrorCode::HttpRequestDenied => format!("denied: {e:?}\n"),
+                            _ => format!("error: {e:?}\n"),
+                        };
+                        respond(
+                            response_out,
+                            502,
+                            &text_plain(),
+                            Payload::Bytes(text.as_bytes()),
+                        );
+                    }
+                }
+            }
             _ => respond(
                 response_out,
                 200,
@@ -135,27 +173,109 @@ fn method_name(method: &Method) -> &str {
     }
 }
 
+/// An absolute `http://` or `https://` URL, split as `wasi:http` wants it.
+struct Url {
+    scheme: Scheme,
+    authority: String,
+    path_with_query: String,
+}
+
+impl Url {
+    /// `scheme://authority[/path][?query]`; `None` for anything else.
+    fn parse(url: &str) -> Option<Self> {
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else {
+            return None;
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if authority.is_empty() || authority.contains('@') {
+            return None;
+        }
+        // The fragment stays with the client.
+        let tail = tail.split_once('#').map_or(tail, |(before, _)| before);
+        let path_with_query = match tail.strip_prefix('?') {
+            Some(_) => format!("/{tail}"),
+            None if tail.is_empty() => "/".to_string(),
+            None => tail.to_string(),
+        };
+        Some(Self {
+            scheme,
+            authority: authority.to_string(),
+            path_with_query,
+        })
+    }
+}
+
+/// Sends `GET url` through `wasi:http/outgoing-handler` and returns the
+/// response's status and whole body.
+fn fetch(url: &Url) -> Result<(u16, Vec<u8>), ErrorCode> {
+    let invalid = |what: &str| ErrorCode::InternalError(Some(format!("invalid {what}")));
+    let request = OutgoingRequest::new(Fields::new());
+    request
+        .set_method(&Method::Get)
+        .map_err(|()| invalid("method"))?;
+    request
+        .set_scheme(Some(&url.scheme))
+        .map_err(|()| invalid("scheme"))?;
+    request
+        .set_authority(Some(&url.authority))
+        .map_err(|()| invalid("authority"))?;
+    request
+        .set_path_with_query(Some(&url.path_with_query))
+        .map_err(|()| invalid("path"))?;
+
+    let future = outgoing_handler::handle(request, None)?;
+    let response = loop {
+        match future.get() {
+            Some(Ok(result)) => break result?,
+            Some(Err(())) => {
+                return Err(ErrorCode::InternalError(Some(
+                    "the response was already taken".to_string(),
+                )));
+            }
+            None => future.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    let body = response
+        .consume()
+        .map_err(|()| ErrorCode::InternalError(Some("the body was already taken".into())))?;
+    let data = read_all(&body).map_err(|e| {
+        wasi::http::types::http_error_code(&e)
+            .unwrap_or_else(|| ErrorCode::InternalError(Some(e.to_debug_string())))
+    })?;
+    drop(IncomingBody::finish(body));
+    Ok((status, data))
+}
+
 /// Reads the whole request body.
 fn read_body(request: &IncomingRequest) -> Vec<u8> {
-    let mut data = Vec::new();
     let Ok(body) = request.consume() else {
-        return data;
+        return Vec::new();
     };
-    {
-        let stream = body.stream().expect("the body's stream is taken once");
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => data.extend_from_slice(&chunk),
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => {
-                    panic!("reading the request body: {}", e.to_debug_string())
-                }
-            }
-        }
-        // The stream is a child of the body: it must go before `finish`.
-    }
-    drop(wasi::http::types::IncomingBody::finish(body));
+    let data = read_all(&body)
+        .unwrap_or_else(|e| panic!("reading the request body: {}", e.to_debug_string()));
+    drop(IncomingBody::finish(body));
     data
+}
+
+/// Reads an incoming body's stream to its end.
+fn read_all(body: &IncomingBody) -> Result<Vec<u8>, wasi::io::error::Error> {
+    let mut data = Vec::new();
+    // The stream is a child of the body: it is dropped here, before the
+    // caller can `finish` the body.
+    let stream = body.stream().expect("the body's stream is taken once");
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(data),
+            Err(StreamError::LastOperationFailed(e)) => return Err(e),
+        }
+    }
 }
 
 /// Sends the response head, then streams the body in chunks of at most

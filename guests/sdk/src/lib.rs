@@ -14,7 +14,9 @@
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "nimbus:function/function",
+    // The superset world: a guest imports only the services it calls, so
+    // one that uses neither config nor logging is a plain `function`.
+    world: "nimbus:function/service-function",
     generate_all,
     pub_export_macro: true,
     default_bindings_module: "nimbus_guest",
@@ -22,6 +24,11 @@ wit_bindgen::generate!({
 
 pub use exports::nimbus::function::handler::Guest;
 pub use nimbus::function::types::{Error as HandlerError, Event, Response};
+
+/// `wasi:config/store`: the configuration values granted to this function.
+pub use wasi::config::store as config;
+/// `wasi:logging/logging`: structured logs kept with the invocation.
+pub use wasi::logging::logging;
 
 impl Event {
     /// The value of extension attribute `name`, if the producer set it.
