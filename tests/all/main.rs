@@ -6,6 +6,7 @@ mod billing;
 mod cli;
 mod deploy;
 mod http;
+mod kv;
 mod limits;
 mod outbound;
 mod services;

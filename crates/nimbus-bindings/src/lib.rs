@@ -11,13 +11,22 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "nimbus:function/service-function",
-        imports: { default: async },
+        imports: {
+            // Key-value calls can fail on the host side (a full resource
+            // table, a backend task that died): those trap rather than
+            // being squeezed into the guest-visible error.
+            "wasi:keyvalue/store": async | trappable,
+            "wasi:keyvalue/atomics": async | trappable,
+            "wasi:keyvalue/batch": async | trappable,
+            default: async,
+        },
         exports: { default: async },
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             "wasi:random": wasmtime_wasi::p2::bindings::random,
             "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+            "wasi:keyvalue/store.bucket": crate::KvBucket,
         },
         require_store_data_send: true,
     });
@@ -27,6 +36,18 @@ pub use generated::exports::nimbus::function::handler;
 pub use generated::nimbus::function::types::{Error as GuestError, Event, Response};
 pub use generated::wasi::config::store as config;
 pub use generated::wasi::logging::logging;
+
+/// `wasi:keyvalue` host traits (`store`, `atomics`, `batch`).
+pub mod kv {
+    pub use super::generated::wasi::keyvalue::{atomics, batch, store};
+}
+
+/// A `wasi:keyvalue/store.bucket` handed to a guest: an open, granted store
+/// of the invocation's tenant.
+#[derive(Debug)]
+pub struct KvBucket {
+    pub store: String,
+}
 pub use generated::{ServiceFunction as Function, ServiceFunctionPre as FunctionPre};
 
 /// The fully qualified name of the interface every function must export.

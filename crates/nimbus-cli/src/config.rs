@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"          # default
 //! ledger = "nimbus-usage.jsonl"      # relative to this file
+//! data_dir = "nimbus-data"           # key-value database, relative to this file
 //! admin_keys = ["change-me"]         # admin API disabled without one
 //! max_body_bytes = 6291456           # request body limit (413 above)
 //! drain_timeout_ms = 10000           # graceful shutdown bound
@@ -24,6 +25,7 @@
 //! timeout_ms = 2000                  # per-function overrides: fuel,
 //!                                    # max_memory_bytes, timeout_ms, max_concurrency
 //! outbound_hosts = ["api.example.com", "127.0.0.1:9000"]   # grant: outbound HTTP
+//! kv_stores = ["counters"]           # grant: wasi:keyvalue stores
 //! [functions.config]                 # grant: wasi:config/store values
 //! greeting = "hello"
 //!
@@ -52,6 +54,9 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default = "default_ledger")]
     pub ledger: PathBuf,
+    /// Embedded backends' data (key-value database), relative to this file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
     #[serde(default)]
     pub admin_keys: Vec<String>,
     #[serde(default = "default_max_body")]
@@ -100,6 +105,9 @@ pub struct FunctionConfig {
     /// Grant: hosts outbound HTTP may reach (`name` or `name:port`).
     #[serde(default)]
     pub outbound_hosts: Vec<String>,
+    /// Grant: key-value stores the function may open (in its tenant).
+    #[serde(default)]
+    pub kv_stores: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +126,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_ledger() -> PathBuf {
     PathBuf::from("nimbus-usage.jsonl")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("nimbus-data")
 }
 fn default_max_body() -> usize {
     nimbus_http::DEFAULT_MAX_BODY_BYTES
@@ -162,6 +173,7 @@ impl FunctionConfig {
             limits: self.overrides(),
             config: self.config.clone(),
             outbound_hosts: self.outbound_hosts.clone(),
+            kv_stores: self.kv_stores.clone(),
         }
     }
 }

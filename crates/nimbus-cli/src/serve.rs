@@ -13,6 +13,7 @@ pub async fn build(config: &Config) -> Result<Gateway, String> {
     let ledger = config.resolve(&config.ledger);
     let host = Host::builder()
         .ledger_path(&ledger)
+        .data_dir(config.resolve(&config.data_dir))
         .build()
         .map_err(|e| e.to_string())?;
     let mut gateway = Gateway::builder(host.clone()).max_body_bytes(config.max_body_bytes);

@@ -28,6 +28,11 @@ use crate::event::{Event, GuestError, Response};
 use crate::limits::{FunctionConfig, Limits, host_allowed};
 use crate::logs::{CapturedStream, EntrySink, InvocationLogs, Logs};
 use crate::metrics::{FunctionMeters, Metrics};
+use nimbus_bindings::KvBucket;
+use nimbus_bindings::kv::{atomics, batch, store as kvstore};
+use nimbus_kv::{KvBackend, KvError, Namespace, RedbKv};
+use wasmtime::component::Resource;
+
 use crate::usage::{JsonLinesLedger, Outcome, UsageRecord, UsageSink, billed_ms};
 
 /// Sizes of the pooling allocator, which pre-reserves a slot per concurrent
@@ -88,6 +93,8 @@ pub struct HostBuilder {
     registry: Option<prometheus::Registry>,
     sink: Option<Arc<dyn UsageSink>>,
     ledger_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    kv: Option<Arc<dyn KvBackend>>,
 }
 
 impl std::fmt::Debug for dyn UsageSink {
@@ -111,6 +118,8 @@ impl Default for HostBuilder {
             registry: None,
             sink: None,
             ledger_path: None,
+            data_dir: None,
+            kv: None,
         }
     }
 }
@@ -194,6 +203,21 @@ impl HostBuilder {
         self
     }
 
+    /// Where embedded backends keep their data (`kv.redb` for key-value).
+    /// Without it (and without [`Self::kv_backend`]) key-value stores live in
+    /// memory and do not survive the process.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Use this key-value backend (e.g. a distributed one) instead of the
+    /// embedded redb database.
+    pub fn kv_backend(mut self, kv: Arc<dyn KvBackend>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
     /// Send usage records to a custom sink instead of a ledger file.
     pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
         self.sink = Some(sink);
@@ -243,6 +267,19 @@ impl HostBuilder {
                     })?)
                 }
             };
+        let kv: Arc<dyn KvBackend> = match (self.kv, &self.data_dir) {
+            (Some(kv), _) => kv,
+            (None, Some(dir)) => {
+                let path = dir.join("kv.redb");
+                Arc::new(
+                    RedbKv::open(&path)
+                        .map_err(|e| Error::Config(format!("key-value store: {e}")))?,
+                )
+            }
+            (None, None) => Arc::new(
+                RedbKv::in_memory().map_err(|e| Error::Config(format!("key-value store: {e}")))?,
+            ),
+        };
         let registry = self.registry.unwrap_or_default();
         let metrics = Arc::new(Metrics::new());
         registry
@@ -267,6 +304,7 @@ impl HostBuilder {
             max_log_bytes: self.max_log_bytes,
             max_http_response_bytes: self.max_http_response_bytes,
             logs: LogStore::default(),
+            kv,
         });
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -328,6 +366,10 @@ const GRANTED_INTERFACES: &[&str] = &[
     // grant at deploy.
     "wasi:config/store",
     "wasi:logging/logging",
+    // Checked against the function's kv grant at deploy.
+    "wasi:keyvalue/store",
+    "wasi:keyvalue/atomics",
+    "wasi:keyvalue/batch",
 ];
 
 /// The config interface, refused at deploy to functions granted no keys.
@@ -372,6 +414,9 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     nimbus_bindings::config::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     nimbus_bindings::logging::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    kvstore::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    atomics::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    batch::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     Ok(linker)
 }
 
@@ -386,6 +431,163 @@ pub(crate) struct InvocationState {
     config: Arc<BTreeMap<String, String>>,
     /// `wasi:logging` entries of this invocation.
     entries: EntrySink,
+    kv: KvAccess,
+}
+
+/// Most key-value buckets one invocation may hold open.
+const MAX_OPEN_BUCKETS: u32 = 64;
+
+/// An invocation's key-value access: its tenant's namespace, the stores its
+/// function was granted, and what it did.
+struct KvAccess {
+    backend: Arc<dyn KvBackend>,
+    tenant: Arc<str>,
+    granted: Arc<[String]>,
+    open: u32,
+    reads: u64,
+    writes: u64,
+    denied: u64,
+}
+
+impl InvocationState {
+    /// Runs one backend operation on the blocking pool (the embedded
+    /// backend syncs to disk) and counts it.
+    async fn kv_op<R: Send + 'static>(
+        &mut self,
+        bucket: &Resource<KvBucket>,
+        write: bool,
+        op: impl FnOnce(&dyn KvBackend, &Namespace) -> Result<R, KvError> + Send + 'static,
+    ) -> wasmtime::Result<Result<R, kvstore::Error>> {
+        let store = self.table.get(bucket)?.store.clone();
+        let kv = &mut self.kv;
+        if write {
+            kv.writes += 1;
+        } else {
+            kv.reads += 1;
+        }
+        let backend = kv.backend.clone();
+        let ns = Namespace::new(&*kv.tenant, store);
+        let result = tokio::task::spawn_blocking(move || op(&*backend, &ns)).await?;
+        Ok(result.map_err(|e| kvstore::Error::Other(e.to_string())))
+    }
+}
+
+impl kvstore::Host for InvocationState {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<KvBucket>, kvstore::Error>> {
+        if !self.kv.granted.contains(&identifier) {
+            self.kv.denied += 1;
+            let shown: String = identifier.chars().take(64).collect();
+            tracing::info!(store = %shown, "key-value store not granted");
+            return Ok(Err(kvstore::Error::AccessDenied));
+        }
+        if self.kv.open >= MAX_OPEN_BUCKETS {
+            return Ok(Err(kvstore::Error::Other(format!(
+                "at most {MAX_OPEN_BUCKETS} buckets may be open at once"
+            ))));
+        }
+        self.kv.open += 1;
+        Ok(Ok(self.table.push(KvBucket { store: identifier })?))
+    }
+}
+
+impl kvstore::HostBucket for InvocationState {
+    async fn get(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kvstore::Error>> {
+        self.kv_op(&bucket, false, move |kv, ns| kv.get(ns, &key))
+            .await
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kvstore::Error>> {
+        self.kv_op(&bucket, true, move |kv, ns| kv.set(ns, &key, &value))
+            .await
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kvstore::Error>> {
+        self.kv_op(&bucket, true, move |kv, ns| kv.delete(ns, &key))
+            .await
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kvstore::Error>> {
+        self.kv_op(&bucket, false, move |kv, ns| kv.exists(ns, &key))
+            .await
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<kvstore::KeyResponse, kvstore::Error>> {
+        let page = self
+            .kv_op(&bucket, false, move |kv, ns| kv.list_keys(ns, cursor))
+            .await?;
+        Ok(page.map(|(keys, cursor)| kvstore::KeyResponse { keys, cursor }))
+    }
+
+    async fn drop(&mut self, bucket: Resource<KvBucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        self.kv.open = self.kv.open.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl atomics::Host for InvocationState {
+    async fn increment(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+        delta: u64,
+    ) -> wasmtime::Result<Result<u64, kvstore::Error>> {
+        self.kv_op(&bucket, true, move |kv, ns| kv.increment(ns, &key, delta))
+            .await
+    }
+}
+
+impl batch::Host for InvocationState {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, kvstore::Error>> {
+        self.kv_op(&bucket, false, move |kv, ns| kv.get_many(ns, &keys))
+            .await
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), kvstore::Error>> {
+        self.kv_op(&bucket, true, move |kv, ns| kv.set_many(ns, &key_values))
+            .await
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), kvstore::Error>> {
+        self.kv_op(&bucket, true, move |kv, ns| kv.delete_many(ns, &keys))
+            .await
+    }
 }
 
 impl nimbus_bindings::config::Host for InvocationState {
@@ -572,6 +774,7 @@ struct Runtime {
     max_log_bytes: usize,
     max_http_response_bytes: usize,
     logs: LogStore,
+    kv: Arc<dyn KvBackend>,
 }
 
 /// The most recent invocations' logs per function, for the admin API.
@@ -643,6 +846,7 @@ struct FunctionInner {
     slots: Option<Arc<Semaphore>>,
     config: Arc<BTreeMap<String, String>>,
     outbound_hosts: Arc<[String]>,
+    kv_stores: Arc<[String]>,
     meters: Arc<FunctionMeters>,
 }
 
@@ -863,6 +1067,12 @@ impl Host {
         let ty = component.component_type();
         for (import, _) in ty.imports(&rt.engine) {
             let bare = import.split('@').next().unwrap_or(import);
+            if bare.starts_with("wasi:keyvalue/") && spec.kv_stores.is_empty() {
+                return invalid(format!(
+                    "the component imports `{import}`, but function `{name}` is granted no \
+                     key-value stores (declare them in its kv_stores)"
+                ));
+            }
             if bare == CONFIG_INTERFACE && spec.config.is_empty() {
                 return invalid(format!(
                     "the component imports `{import}`, but function `{name}` is granted no \
@@ -922,6 +1132,7 @@ impl Host {
                     .map(|n| Arc::new(Semaphore::new(n as usize))),
                 config: Arc::new(spec.config),
                 outbound_hosts: spec.outbound_hosts.into(),
+                kv_stores: spec.kv_stores.into(),
                 meters,
             }),
         };
@@ -1158,6 +1369,15 @@ impl FunctionHandle {
             },
             config: f.config.clone(),
             entries: EntrySink::new(rt.max_log_bytes),
+            kv: KvAccess {
+                backend: rt.kv.clone(),
+                tenant: f.tenant.name.clone(),
+                granted: f.kv_stores.clone(),
+                open: 0,
+                reads: 0,
+                writes: 0,
+                denied: 0,
+            },
             table,
             limiter: MemoryLimiter {
                 limit: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
@@ -1189,6 +1409,8 @@ impl FunctionHandle {
         let state = store.into_data();
         let (peak, memory_refused) = (state.limiter.peak as u64, state.limiter.refused);
         let (outbound_sent, outbound_denied) = (state.hooks.sent, state.hooks.denied);
+        let kv = &state.kv;
+        let (kv_reads, kv_writes, kv_denied) = (kv.reads, kv.writes, kv.denied);
         let entries = state.entries;
 
         let (outcome, result) = classify(ended, memory_refused);
@@ -1202,7 +1424,9 @@ impl FunctionHandle {
         );
         usage.request_bytes = request_bytes;
         usage.outbound_requests = outbound_sent;
-        usage.denied_calls = outbound_denied;
+        usage.denied_calls = outbound_denied + kv_denied;
+        usage.kv_reads = kv_reads;
+        usage.kv_writes = kv_writes;
         if let Ok(Output::Http(response)) = &result {
             usage.response_bytes = response.body().len() as u64;
         }
@@ -1252,6 +1476,8 @@ impl FunctionHandle {
             response_bytes: 0,
             outbound_requests: 0,
             denied_calls: 0,
+            kv_reads: 0,
+            kv_writes: 0,
         }
     }
 

@@ -42,5 +42,8 @@ pub use limits::{FunctionConfig, FunctionLimits, Limits};
 pub use logs::{InvocationLogs, LogEntry, Logs};
 pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, UsageRecord, UsageSink};
 
+/// Key-value backends: implement [`nimbus_kv::KvBackend`] to plug in another.
+pub use nimbus_kv;
+
 /// Re-exported so embedders use the same version Nimbus registers into.
 pub use prometheus;

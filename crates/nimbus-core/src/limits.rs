@@ -94,6 +94,11 @@ pub struct FunctionConfig {
     /// (any port) or `name:port`. Requests elsewhere fail with
     /// `HTTP-request-denied`, which the guest can handle.
     pub outbound_hosts: Vec<String>,
+    /// Key-value stores (`wasi:keyvalue`) the function may open, by name,
+    /// inside its tenant's namespace. A component importing `wasi:keyvalue`
+    /// is refused at deploy when this is empty; opening another name fails
+    /// with `access-denied`.
+    pub kv_stores: Vec<String>,
 }
 
 impl From<FunctionLimits> for FunctionConfig {

@@ -111,6 +111,8 @@ pub(crate) struct FunctionMeters {
     response_bytes: AtomicU64,
     outbound: AtomicU64,
     denied: AtomicU64,
+    kv_reads: AtomicU64,
+    kv_writes: AtomicU64,
 }
 
 impl FunctionMeters {
@@ -121,6 +123,8 @@ impl FunctionMeters {
         self.response_bytes.fetch_add(r.response_bytes, Relaxed);
         self.outbound.fetch_add(r.outbound_requests, Relaxed);
         self.denied.fetch_add(r.denied_calls, Relaxed);
+        self.kv_reads.fetch_add(r.kv_reads, Relaxed);
+        self.kv_writes.fetch_add(r.kv_writes, Relaxed);
         if r.outcome == Outcome::Throttled {
             self.throttled.fetch_add(1, Relaxed);
             return;
@@ -202,6 +206,11 @@ const DENIED: Family = Family {
     help: "Guest calls refused because the name was not granted.",
     kind: MetricType::COUNTER,
 };
+const KV_OPS: Family = Family {
+    name: "nimbus_kv_operations_total",
+    help: "Key-value operations by kind (read or write).",
+    kind: MetricType::COUNTER,
+};
 const IN_FLIGHT: Family = Family {
     name: "nimbus_invocations_in_flight",
     help: "Invocations currently running.",
@@ -248,6 +257,7 @@ impl Metrics {
             desc(&RESPONSE_BYTES, &tf),
             desc(&OUTBOUND, &tf),
             desc(&DENIED, &tf),
+            desc(&KV_OPS, &["tenant", "function", "op"]),
             desc(&IN_FLIGHT, &tf),
             desc(&DURATION, &["tenant"]),
             desc(&PEAK_MEMORY, &["tenant"]),
@@ -296,6 +306,8 @@ impl Metrics {
                     response_bytes: AtomicU64::new(0),
                     outbound: AtomicU64::new(0),
                     denied: AtomicU64::new(0),
+                    kv_reads: AtomicU64::new(0),
+                    kv_writes: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -350,7 +362,7 @@ impl Collector for Metrics {
         let (mut fuel, mut billed, mut memory, mut throttled, mut in_flight) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut req_bytes, mut resp_bytes) = (Vec::new(), Vec::new());
-        let (mut outbound, mut denied) = (Vec::new(), Vec::new());
+        let (mut outbound, mut denied, mut kv_ops) = (Vec::new(), Vec::new(), Vec::new());
         for m in &functions {
             let tf = [("tenant", &*m.tenant.tenant), ("function", &*m.function)];
             for outcome in Outcome::ALL {
@@ -371,6 +383,9 @@ impl Collector for Metrics {
             resp_bytes.push(counter(m.response_bytes.load(Relaxed) as f64, &tf));
             outbound.push(counter(m.outbound.load(Relaxed) as f64, &tf));
             denied.push(counter(m.denied.load(Relaxed) as f64, &tf));
+            for (op, n) in [("read", &m.kv_reads), ("write", &m.kv_writes)] {
+                kv_ops.push(counter(n.load(Relaxed) as f64, &[tf[0], tf[1], ("op", op)]));
+            }
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -399,6 +414,7 @@ impl Collector for Metrics {
             family(&RESPONSE_BYTES, resp_bytes),
             family(&OUTBOUND, outbound),
             family(&DENIED, denied),
+            family(&KV_OPS, kv_ops),
             family(&IN_FLIGHT, in_flight),
             family(&DURATION, histograms(|t| &t.duration)),
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
@@ -427,6 +443,8 @@ mod tests {
             response_bytes: 0,
             outbound_requests: 0,
             denied_calls: 0,
+            kv_reads: 0,
+            kv_writes: 0,
         }
     }
 

@@ -98,6 +98,12 @@ pub struct UsageRecord {
     /// a host not on the allow-list).
     #[serde(default)]
     pub denied_calls: u64,
+    /// Key-value reads (get, exists, list-keys, get-many).
+    #[serde(default)]
+    pub kv_reads: u64,
+    /// Key-value writes (set, delete, increment, set-many, delete-many).
+    #[serde(default)]
+    pub kv_writes: u64,
 }
 
 /// Where usage records go. Called once per invocation, before the caller
@@ -251,6 +257,8 @@ mod tests {
             response_bytes: 0,
             outbound_requests: 0,
             denied_calls: 0,
+            kv_reads: 0,
+            kv_writes: 0,
         }
     }
 

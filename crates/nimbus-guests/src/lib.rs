@@ -21,6 +21,7 @@ pub const GUESTS: &[&str] = &[
     "log-flood",
     "sleep",
     "config-reader",
+    "kv-counter",
     "hello-http",
     "wstd-http",
 ];

@@ -447,7 +447,8 @@ async fn admin_deploy(
 }
 
 /// Header carrying a deploy's grants as JSON:
-/// `{"config": {"key": "value"}, "outbound_hosts": ["api.example.com"]}`.
+/// `{"config": {"key": "value"}, "outbound_hosts": ["api.example.com"],
+/// "kv_stores": ["counters"]}`.
 pub const GRANTS_HEADER: &str = "x-nimbus-grants";
 
 #[derive(Debug, Default, Deserialize)]
@@ -457,6 +458,8 @@ struct Grants {
     config: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     outbound_hosts: Vec<String>,
+    #[serde(default)]
+    kv_stores: Vec<String>,
 }
 
 fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
@@ -470,6 +473,7 @@ fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
     Ok(FunctionConfig {
         config: g.config,
         outbound_hosts: g.outbound_hosts,
+        kv_stores: g.kv_stores,
         ..FunctionConfig::default()
     })
 }

@@ -27,6 +27,8 @@ pub use nimbus::function::types::{Error as HandlerError, Event, Response};
 
 /// `wasi:config/store`: the configuration values granted to this function.
 pub use wasi::config::store as config;
+/// `wasi:keyvalue`: the key-value stores granted to this function.
+pub use wasi::keyvalue;
 /// `wasi:logging/logging`: structured logs kept with the invocation.
 pub use wasi::logging::logging;
 
