@@ -72,14 +72,14 @@ impl Body for Chunked {
 
 /// A finished response, body collected.
 #[derive(Debug)]
-struct Reply {
+pub(crate) struct Reply {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
 }
 
 impl Reply {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
@@ -100,7 +100,7 @@ impl Reply {
 
     /// Asserts the status, showing the body when it is not the one expected.
     #[track_caller]
-    fn expect(self, status: u16) -> Self {
+    pub(crate) fn expect(self, status: u16) -> Self {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
         self
     }
@@ -123,13 +123,13 @@ impl Reply {
 
 /// An HTTP client for one server.
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     http: HyperClient<HttpConnector, ReqBody>,
     base: String,
 }
 
 impl Client {
-    fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Self {
             http: HyperClient::builder(TokioExecutor::new()).build_http(),
             base: format!("http://{addr}"),
@@ -149,7 +149,7 @@ impl Client {
         self.call(Method::GET, path)
     }
 
-    fn post(&self, path: &str) -> Call<'_> {
+    pub(crate) fn post(&self, path: &str) -> Call<'_> {
         self.call(Method::POST, path)
     }
 
@@ -163,7 +163,7 @@ impl Client {
 }
 
 /// One request being built.
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     client: &'a Client,
     builder: http::request::Builder,
 }
@@ -175,7 +175,7 @@ impl Call<'_> {
     }
 
     /// `Authorization: Bearer <key>`.
-    fn key(self, key: &str) -> Self {
+    pub(crate) fn key(self, key: &str) -> Self {
         self.header("authorization", &format!("Bearer {key}"))
     }
 
@@ -221,7 +221,7 @@ impl Call<'_> {
         self.body(Bytes::new()).await
     }
 
-    async fn body(self, body: impl Into<Bytes>) -> Reply {
+    pub(crate) async fn body(self, body: impl Into<Bytes>) -> Reply {
         self.try_send_body(Full::new(body.into()).boxed())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
@@ -1441,16 +1441,16 @@ async fn ledger_and_counters_agree_after_concurrent_http_traffic() {
 // ---------------------------------------------------------------------------
 
 /// A running `nimbus serve`, killed on drop.
-struct NimbusServe {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct NimbusServe {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
 impl NimbusServe {
     /// Starts `nimbus serve --config CONFIG --listen 127.0.0.1:0` in `cwd`
     /// and waits for its `nimbus listening on` line.
-    fn start(config: &Path, cwd: &Path) -> Self {
+    pub(crate) fn start(config: &Path, cwd: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .current_dir(cwd)
             .arg("serve")
@@ -1488,11 +1488,11 @@ impl NimbusServe {
         server
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -1500,7 +1500,7 @@ impl NimbusServe {
         assert!(status.success(), "kill -TERM failed");
     }
 
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

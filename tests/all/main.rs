@@ -9,6 +9,7 @@ mod http;
 mod kv;
 mod limits;
 mod outbound;
+mod restart;
 mod services;
 
 use std::path::PathBuf;

@@ -9,7 +9,11 @@
 //! - `list <store>`: every key (all pages), one per line;
 //! - `batch <store> <k1=v1> <k2=v2> ...`: `set-many`, then `get-many` of the
 //!   same keys, answered as `k=v` lines;
-//! - `big <store> <key> <n>`: set a value of `n` bytes, answer `ok`.
+//! - `big <store> <key> <n>`: set a value of `n` bytes, answer `ok`;
+//! - `bench-get <store> <key> <n>`: `n` gets of one key, which must exist;
+//!   answer `n` (for benches/kv.rs);
+//! - `bench-set <store> <key> <n>`: `n` sets, of keys `<key>0` .. `<key>{n-1}`
+//!   to their index as 8 decimal digits; answer `n` (for benches/kv.rs).
 //!
 //! Any `wasi:keyvalue` error is `failed("<error:?>")`, e.g. one naming
 //! `AccessDenied` for a store the function was not granted.
@@ -129,6 +133,31 @@ fn run(command: &str) -> Result<Response, HandlerError> {
             let n: usize = n.parse().map_err(|_| usage("big <store> <key> <n>"))?;
             open(name)?.set(key, &vec![b'x'; n]).map_err(kv)?;
             Ok(text("ok"))
+        }
+        "bench-get" | "bench-set" => {
+            let what = "bench-get|bench-set <store> <key> <n>";
+            let mut parts = rest.splitn(3, ' ');
+            let (Some(name), Some(key), Some(n)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(usage(what));
+            };
+            let n: u32 = n.parse().map_err(|_| usage(what))?;
+            let bucket = open(name)?;
+            if verb == "bench-get" {
+                for _ in 0..n {
+                    if bucket.get(key).map_err(kv)?.is_none() {
+                        return Err(HandlerError::InvalidInput("missing".into()));
+                    }
+                }
+            } else {
+                for i in 0..n {
+                    let value = format!("{i:08}");
+                    bucket
+                        .set(&format!("{key}{i}"), value.as_bytes())
+                        .map_err(kv)?;
+                }
+            }
+            Ok(text(n.to_string()))
         }
         _ => Err(HandlerError::InvalidInput(format!(
             "unknown command {verb:?}"
