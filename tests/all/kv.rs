@@ -672,3 +672,37 @@ async fn kv_operations_are_counted_in_the_ledger_and_the_metrics() {
     let text = host.metrics_text();
     assert!(text.contains("nimbus_kv_operations_total{"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_quota_holds_per_tenant_and_the_gauge_is_exact() {
+    let h = KvHost::new();
+    let host = &h.host;
+    host.add_tenant("small", Limits::default().max_kv_bytes(1000))
+        .expect("tenant");
+    host.add_tenant("roomy", Limits::default()).expect("tenant");
+    deploy_kv(host, "small", "kv", &["s"]).await;
+    deploy_kv(host, "roomy", "kv", &["s"]).await;
+
+    // 1 + 600 bytes fit; another 1 + 600 would not, and is not written.
+    ok(host, "small", "kv", "big s a 600").await;
+    let (error, _) = guest_err(host, "small", "kv", "big s b 600").await;
+    assert!(
+        error.to_string().contains("over its quota of 1000 bytes"),
+        "{error}"
+    );
+    missing(host, "small", "kv", "s", "b").await;
+    // Overwriting in place does not count twice; other tenants are unaffected.
+    ok(host, "small", "kv", "big s a 900").await;
+    ok(host, "roomy", "kv", "big s b 5000").await;
+
+    let gauge = |tenant: &str| {
+        crate::metric(
+            host,
+            &format!("nimbus_kv_stored_bytes{{tenant=\"{tenant}\"}}"),
+        )
+    };
+    assert_eq!(gauge("small"), Some(901.0));
+    assert_eq!(gauge("roomy"), Some(5001.0));
+    ok(host, "small", "kv", "del s a").await;
+    assert_eq!(gauge("small"), Some(0.0));
+}

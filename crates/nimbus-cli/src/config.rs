@@ -14,6 +14,7 @@
 //! max_memory_bytes = 134217728
 //! timeout_ms = 10000
 //! max_concurrency = 64
+//! max_kv_bytes = 1073741824          # key-value storage quota
 //! rate_limit_per_second = 100        # token bucket; omit for none
 //! rate_limit_burst = 200
 //!
@@ -83,6 +84,7 @@ pub struct TenantConfig {
     pub max_memory_bytes: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub max_concurrency: Option<u32>,
+    pub max_kv_bytes: Option<u64>,
     pub rate_limit_per_second: Option<u32>,
     pub rate_limit_burst: Option<u32>,
 }
@@ -145,6 +147,7 @@ impl TenantConfig {
             max_memory_bytes: self.max_memory_bytes.unwrap_or(d.max_memory_bytes),
             timeout: self.timeout_ms.map_or(d.timeout, Duration::from_millis),
             max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
+            max_kv_bytes: self.max_kv_bytes.unwrap_or(d.max_kv_bytes),
         }
     }
 

@@ -281,7 +281,7 @@ impl HostBuilder {
             ),
         };
         let registry = self.registry.unwrap_or_default();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(kv.clone()));
         registry
             .register(Box::new(SharedMetrics(metrics.clone())))
             .map_err(|e| Error::Config(format!("registering metrics: {e}")))?;
@@ -443,6 +443,8 @@ struct KvAccess {
     backend: Arc<dyn KvBackend>,
     tenant: Arc<str>,
     granted: Arc<[String]>,
+    /// The tenant's `max_kv_bytes`.
+    quota: u64,
     open: u32,
     reads: u64,
     writes: u64,
@@ -465,7 +467,7 @@ impl InvocationState {
             kv.reads += 1;
         }
         let backend = kv.backend.clone();
-        let ns = Namespace::new(&*kv.tenant, store);
+        let ns = Namespace::new(&*kv.tenant, store).with_quota(kv.quota);
         // Writes sync to disk (~0.15 ms here) and go to the blocking pool so
         // they never stall a runtime worker. Reads are served from redb's
         // cache in well under a microsecond; handing them to another thread
@@ -1380,6 +1382,7 @@ impl FunctionHandle {
                 backend: rt.kv.clone(),
                 tenant: f.tenant.name.clone(),
                 granted: f.kv_stores.clone(),
+                quota: limits.max_kv_bytes,
                 open: 0,
                 reads: 0,
                 writes: 0,

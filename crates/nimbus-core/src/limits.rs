@@ -9,6 +9,7 @@ use std::time::Duration;
 /// | `max_memory_bytes` | 128 MiB | a `ResourceLimiter`: `memory.grow` past it fails |
 /// | `timeout` | 10 s | a wall-clock deadline around instantiation and call |
 /// | `max_concurrency` | 64 | admission: the next invocation is throttled |
+/// | `max_kv_bytes` | 1 GiB | key-value writes past it fail (`other`, naming the quota), nothing is written |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel per invocation (about one unit per wasm instruction).
@@ -19,6 +20,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Invocations of this tenant running at once.
     pub max_concurrency: u32,
+    /// Bytes (keys + values) the tenant may keep in key-value stores.
+    pub max_kv_bytes: u64,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
             max_memory_bytes: 128 << 20,
             timeout: Duration::from_secs(10),
             max_concurrency: 64,
+            max_kv_bytes: 1 << 30,
         }
     }
 }
@@ -56,6 +60,12 @@ impl Limits {
         self.max_concurrency = n;
         self
     }
+
+    #[must_use]
+    pub fn max_kv_bytes(mut self, bytes: u64) -> Self {
+        self.max_kv_bytes = bytes;
+        self
+    }
 }
 
 /// Per-function overrides of the tenant's [`Limits`] (`None`: the tenant's
@@ -77,6 +87,8 @@ impl FunctionLimits {
             max_memory_bytes: self.max_memory_bytes.unwrap_or(tenant.max_memory_bytes),
             timeout: self.timeout.unwrap_or(tenant.timeout),
             max_concurrency: self.max_concurrency.unwrap_or(tenant.max_concurrency),
+            // A storage quota belongs to the tenant, not to one function.
+            max_kv_bytes: tenant.max_kv_bytes,
         }
     }
 }

@@ -211,6 +211,11 @@ const KV_OPS: Family = Family {
     help: "Key-value operations by kind (read or write).",
     kind: MetricType::COUNTER,
 };
+const KV_STORED: Family = Family {
+    name: "nimbus_kv_stored_bytes",
+    help: "Bytes (keys + values) a tenant keeps in key-value stores.",
+    kind: MetricType::GAUGE,
+};
 const IN_FLIGHT: Family = Family {
     name: "nimbus_invocations_in_flight",
     help: "Invocations currently running.",
@@ -234,10 +239,12 @@ pub(crate) struct Metrics {
     functions: DashMap<(Arc<str>, Arc<str>), Arc<FunctionMeters>>,
     tenants: DashMap<Arc<str>, Arc<TenantMeters>>,
     descs: Vec<Desc>,
+    /// Asked for each tenant's stored bytes on scrape.
+    kv: Arc<dyn nimbus_kv::KvBackend>,
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(kv: Arc<dyn nimbus_kv::KvBackend>) -> Self {
         let desc = |f: &Family, labels: &[&str]| {
             Desc::new(
                 f.name.into(),
@@ -261,6 +268,7 @@ impl Metrics {
             desc(&IN_FLIGHT, &tf),
             desc(&DURATION, &["tenant"]),
             desc(&PEAK_MEMORY, &["tenant"]),
+            desc(&KV_STORED, &["tenant"]),
         ]
         .into_iter()
         .collect::<Result<_, _>>()
@@ -269,6 +277,7 @@ impl Metrics {
             functions: DashMap::new(),
             tenants: DashMap::new(),
             descs,
+            kv,
         }
     }
 
@@ -393,6 +402,20 @@ impl Collector for Metrics {
             gm.set_gauge(g);
             in_flight.push(gm);
         }
+        let stored: Vec<proto::Metric> = tenants
+            .iter()
+            .filter_map(|t| {
+                // A failing backend read drops the series for this scrape
+                // rather than reporting a wrong value.
+                let bytes = self.kv.stored_bytes(&t.tenant).ok()?;
+                let mut g = proto::Gauge::default();
+                g.set_value(bytes as f64);
+                let mut m = proto::Metric::default();
+                m.set_label(labels(&[("tenant", &t.tenant)]));
+                m.set_gauge(g);
+                Some(m)
+            })
+            .collect();
         let histograms = |pick: fn(&TenantMeters) -> &AtomicHistogram| {
             tenants
                 .iter()
@@ -418,6 +441,7 @@ impl Collector for Metrics {
             family(&IN_FLIGHT, in_flight),
             family(&DURATION, histograms(|t| &t.duration)),
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
+            family(&KV_STORED, stored),
         ]
     }
 }
@@ -448,6 +472,10 @@ mod tests {
         }
     }
 
+    fn test_kv() -> Arc<dyn nimbus_kv::KvBackend> {
+        Arc::new(nimbus_kv::RedbKv::in_memory().unwrap())
+    }
+
     fn text(metrics: Metrics) -> String {
         let registry = prometheus::Registry::new();
         registry.register(Box::new(metrics)).unwrap();
@@ -458,7 +486,7 @@ mod tests {
 
     #[test]
     fn series_whose_label_concatenations_coincide_stay_apart() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(test_kv());
         metrics
             .function("acme", "billing")
             .observe(&record("acme", "billing", 7));
@@ -480,7 +508,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_sum_is_scaled() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(test_kv());
         let m = metrics.function("t", "f");
         m.observe(&record("t", "f", 1));
         let mut slow = record("t", "f", 1);

@@ -14,6 +14,9 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// Bytes stored per tenant (keys + values), updated in the same transaction
+/// as the data, so it is exact after any crash.
+const USAGE: TableDefinition<&str, u64> = TableDefinition::new("stored_bytes");
 
 /// Largest key, bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -32,6 +35,13 @@ pub enum KvError {
     /// would overflow it.
     #[error("the value of key {0:?} is not a counter (a decimal u64 below 2^64 - delta)")]
     NotACounter(String),
+    /// The tenant's storage quota would be exceeded; nothing was written.
+    #[error("tenant `{tenant}` would store {would} bytes, over its quota of {quota} bytes")]
+    QuotaExceeded {
+        tenant: String,
+        would: u64,
+        quota: u64,
+    },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -58,6 +68,9 @@ storage_errors!(
 pub struct Namespace {
     pub tenant: String,
     pub store: String,
+    /// Most bytes (keys + values) the tenant may store in total; writes
+    /// that would go over it fail and change nothing.
+    pub quota: Option<u64>,
 }
 
 impl Namespace {
@@ -65,7 +78,14 @@ impl Namespace {
         Self {
             tenant: tenant.into(),
             store: store.into(),
+            quota: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = Some(bytes);
+        self
     }
 
     fn prefix(&self) -> Vec<u8> {
@@ -130,6 +150,38 @@ pub trait KvBackend: Send + Sync + 'static {
     fn set_many(&self, ns: &Namespace, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError>;
     /// All or nothing.
     fn delete_many(&self, ns: &Namespace, keys: &[String]) -> Result<(), KvError>;
+    /// Bytes (keys + values) a tenant stores across all its stores.
+    fn stored_bytes(&self, tenant: &str) -> Result<u64, KvError>;
+}
+
+type KvTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// A write transaction's table, counting how many bytes it adds or frees.
+struct Tracked<'a, 't> {
+    table: &'a mut KvTable<'t>,
+    delta: i64,
+    /// Length of the namespace prefix: bytes stored are counted as the
+    /// guest sees them (its key and value), not the internal encoding.
+    prefix: usize,
+}
+
+impl Tracked<'_, '_> {
+    fn insert(&mut self, k: &[u8], v: &[u8]) -> Result<(), KvError> {
+        let old = self.table.insert(k, v)?.map(|g| g.value().len());
+        let key = k.len().saturating_sub(self.prefix);
+        self.delta += (key + v.len()) as i64;
+        if let Some(n) = old {
+            self.delta -= (key + n) as i64;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, k: &[u8]) -> Result<(), KvError> {
+        if let Some(old) = self.table.remove(k)? {
+            self.delta -= (k.len().saturating_sub(self.prefix) + old.value().len()) as i64;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for dyn KvBackend {
@@ -154,26 +206,60 @@ impl RedbKv {
         let db = Database::create(path)
             .map_err(|e| KvError::Storage(format!("{}: {e}", path.display())))?;
         let kv = Self { db };
-        kv.write(|_| Ok(()))?;
+        kv.init()?;
         Ok(kv)
+    }
+
+    /// Creates the tables, so readers never see them missing.
+    fn init(&self) -> Result<(), KvError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(KV)?;
+        txn.open_table(USAGE)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// A database in memory: nothing survives the process.
     pub fn in_memory() -> Result<Self, KvError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
         let kv = Self { db };
-        kv.write(|_| Ok(()))?;
+        kv.init()?;
         Ok(kv)
     }
 
+    /// One write transaction in `ns`'s tenant: applies `f`, updates the
+    /// tenant's stored bytes, and commits — unless that would exceed the
+    /// quota, in which case the transaction is dropped (aborted).
     fn write<R>(
         &self,
-        f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<R, KvError>,
+        ns: &Namespace,
+        f: impl FnOnce(&mut Tracked<'_, '_>) -> Result<R, KvError>,
     ) -> Result<R, KvError> {
         let txn = self.db.begin_write()?;
         let r = {
             let mut table = txn.open_table(KV)?;
-            f(&mut table)?
+            let mut tracked = Tracked {
+                table: &mut table,
+                delta: 0,
+                prefix: ns.prefix().len(),
+            };
+            let r = f(&mut tracked)?;
+            let delta = tracked.delta;
+            let mut usage = txn.open_table(USAGE)?;
+            let current = usage.get(ns.tenant.as_str())?.map_or(0, |g| g.value());
+            let next = current.saturating_add_signed(delta);
+            if let Some(quota) = ns.quota
+                && delta > 0
+                && next > quota
+            {
+                return Err(KvError::QuotaExceeded {
+                    tenant: ns.tenant.clone(),
+                    would: next,
+                    quota,
+                });
+            }
+            usage.insert(ns.tenant.as_str(), next)?;
+            r
         };
         txn.commit()?;
         Ok(r)
@@ -191,18 +277,12 @@ impl KvBackend for RedbKv {
     fn set(&self, ns: &Namespace, key: &str, value: &[u8]) -> Result<(), KvError> {
         let k = ns.key(key)?;
         check_value(value)?;
-        self.write(|t| {
-            t.insert(k.as_slice(), value)?;
-            Ok(())
-        })
+        self.write(ns, |t| t.insert(k.as_slice(), value))
     }
 
     fn delete(&self, ns: &Namespace, key: &str) -> Result<(), KvError> {
         let k = ns.key(key)?;
-        self.write(|t| {
-            t.remove(k.as_slice())?;
-            Ok(())
-        })
+        self.write(ns, |t| t.remove(k.as_slice()))
     }
 
     fn list_keys(
@@ -237,11 +317,11 @@ impl KvBackend for RedbKv {
 
     fn increment(&self, ns: &Namespace, key: &str, delta: u64) -> Result<u64, KvError> {
         let k = ns.key(key)?;
-        self.write(|t| {
+        self.write(ns, |t| {
             // Counters are decimal text, as other wasi:keyvalue hosts store
             // them, so `get` reads them and `set` can seed them.
             let not_a_counter = || KvError::NotACounter(key.to_string());
-            let current = match t.get(k.as_slice())? {
+            let current = match t.table.get(k.as_slice())? {
                 None => 0,
                 Some(v) => std::str::from_utf8(v.value())
                     .ok()
@@ -262,7 +342,7 @@ impl KvBackend for RedbKv {
                 Ok((ns.key(k)?, v))
             })
             .collect::<Result<Vec<_>, KvError>>()?;
-        self.write(|t| {
+        self.write(ns, |t| {
             for (k, v) in &encoded {
                 t.insert(k.as_slice(), v.as_slice())?;
             }
@@ -275,12 +355,18 @@ impl KvBackend for RedbKv {
             .iter()
             .map(|k| ns.key(k))
             .collect::<Result<Vec<_>, _>>()?;
-        self.write(|t| {
+        self.write(ns, |t| {
             for k in &encoded {
                 t.remove(k.as_slice())?;
             }
             Ok(())
         })
+    }
+
+    fn stored_bytes(&self, tenant: &str) -> Result<u64, KvError> {
+        let txn = self.db.begin_read()?;
+        let usage = txn.open_table(USAGE)?;
+        Ok(usage.get(tenant)?.map_or(0, |g| g.value()))
     }
 }
 
@@ -339,6 +425,26 @@ mod tests {
         let (third, next) = kv.list_keys(&ns, next).unwrap();
         assert_eq!((second.len(), third.len(), next), (1000, 500, None));
         assert_eq!(third.last().map(String::as_str), Some("k02499"));
+    }
+
+    #[test]
+    fn stored_bytes_are_exact_and_the_quota_holds() {
+        let kv = RedbKv::in_memory().unwrap();
+        let ns = Namespace::new("t", "s").with_quota(100);
+        kv.set(&ns, "a", b"12345").unwrap();
+        assert_eq!(kv.stored_bytes("t").unwrap(), 1 + 5);
+        kv.set(&ns, "a", b"1").unwrap();
+        let one = kv.stored_bytes("t").unwrap();
+        let err = kv.set(&ns, "big", &[0; 99]).unwrap_err();
+        assert!(
+            matches!(err, KvError::QuotaExceeded { quota: 100, .. }),
+            "{err}"
+        );
+        assert_eq!(kv.get(&ns, "big").unwrap(), None, "nothing written");
+        assert_eq!(kv.stored_bytes("t").unwrap(), one);
+        kv.delete(&ns, "a").unwrap();
+        assert_eq!(kv.stored_bytes("t").unwrap(), 0);
+        assert_eq!(kv.stored_bytes("other").unwrap(), 0);
     }
 
     #[test]
