@@ -5,6 +5,7 @@
 mod billing;
 mod cli;
 mod deploy;
+mod files;
 mod http;
 mod kv;
 mod limits;

@@ -27,6 +27,7 @@
 //!                                    # max_memory_bytes, timeout_ms, max_concurrency
 //! outbound_hosts = ["api.example.com", "127.0.0.1:9000"]   # grant: outbound HTTP
 //! kv_stores = ["counters"]           # grant: wasi:keyvalue stores
+//! directory = true                   # grant: <data_dir>/files/<tenant> at /data
 //! [functions.config]                 # grant: wasi:config/store values
 //! greeting = "hello"
 //!
@@ -110,6 +111,9 @@ pub struct FunctionConfig {
     /// Grant: key-value stores the function may open (in its tenant).
     #[serde(default)]
     pub kv_stores: Vec<String>,
+    /// Grant: the tenant's directory, preopened at `/data`.
+    #[serde(default)]
+    pub directory: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +181,7 @@ impl FunctionConfig {
             config: self.config.clone(),
             outbound_hosts: self.outbound_hosts.clone(),
             kv_stores: self.kv_stores.clone(),
+            directory: self.directory,
         }
     }
 }

@@ -305,6 +305,7 @@ impl HostBuilder {
             max_http_response_bytes: self.max_http_response_bytes,
             logs: LogStore::default(),
             kv,
+            data_dir: self.data_dir,
         });
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -366,6 +367,9 @@ const GRANTED_INTERFACES: &[&str] = &[
     // grant at deploy.
     "wasi:config/store",
     "wasi:logging/logging",
+    // Checked against the function's directory grant at deploy.
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
     // Checked against the function's kv grant at deploy.
     "wasi:keyvalue/store",
     "wasi:keyvalue/atomics",
@@ -414,6 +418,13 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     nimbus_bindings::config::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     nimbus_bindings::logging::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    {
+        use wasmtime_wasi::filesystem::WasiFilesystem;
+        use wasmtime_wasi::filesystem::WasiFilesystemView as _;
+        use wasmtime_wasi::p2::bindings::filesystem;
+        filesystem::types::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
+        filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
+    }
     kvstore::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     atomics::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     batch::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
@@ -784,6 +795,7 @@ struct Runtime {
     max_http_response_bytes: usize,
     logs: LogStore,
     kv: Arc<dyn KvBackend>,
+    data_dir: Option<PathBuf>,
 }
 
 /// The most recent invocations' logs per function, for the admin API.
@@ -856,6 +868,8 @@ struct FunctionInner {
     config: Arc<BTreeMap<String, String>>,
     outbound_hosts: Arc<[String]>,
     kv_stores: Arc<[String]>,
+    /// The tenant's directory, preopened at `/data`, if granted.
+    directory: Option<PathBuf>,
     meters: Arc<FunctionMeters>,
 }
 
@@ -1076,6 +1090,12 @@ impl Host {
         let ty = component.component_type();
         for (import, _) in ty.imports(&rt.engine) {
             let bare = import.split('@').next().unwrap_or(import);
+            if bare.starts_with("wasi:filesystem/") && !spec.directory {
+                return invalid(format!(
+                    "the component imports `{import}`, but function `{name}` is not granted \
+                     a directory (set its directory grant)"
+                ));
+            }
             if bare.starts_with("wasi:keyvalue/") && spec.kv_stores.is_empty() {
                 return invalid(format!(
                     "the component imports `{import}`, but function `{name}` is granted no \
@@ -1112,6 +1132,19 @@ impl Host {
                 }
             ));
         }
+        let directory = if spec.directory {
+            let Some(data_dir) = &rt.data_dir else {
+                return invalid(format!(
+                    "function `{name}` is granted a directory, but the host has no data_dir"
+                ));
+            };
+            let dir = data_dir.join("files").join(&*tenant.name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+            Some(dir)
+        } else {
+            None
+        };
         let pre = rt
             .linker
             .instantiate_pre(&component)
@@ -1142,6 +1175,7 @@ impl Host {
                 config: Arc::new(spec.config),
                 outbound_hosts: spec.outbound_hosts.into(),
                 kv_stores: spec.kv_stores.into(),
+                directory,
                 meters,
             }),
         };
@@ -1366,6 +1400,12 @@ impl FunctionHandle {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let preopen = match &f.directory {
+            Some(dir) => wasi
+                .preopened_dir(dir, "/data", wasmtime_wasi::FsPerms::ReadWrite)
+                .map(|_| ()),
+            None => Ok(()),
+        };
         let mut table = ResourceTable::new();
         table.set_max_capacity(rt.max_resource_handles);
         let state = InvocationState {
@@ -1399,9 +1439,13 @@ impl FunctionHandle {
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(rt.hostcall_fuel);
-        let fuel_setup = store
-            .set_fuel(limits.fuel)
-            .and_then(|()| store.fuel_async_yield_interval(Some(rt.fuel_yield_interval)));
+        // A directory that cannot be opened fails the invocation (a trap
+        // outcome naming the error), never the host.
+        let fuel_setup = preopen.and_then(|()| {
+            store
+                .set_fuel(limits.fuel)
+                .and_then(|()| store.fuel_async_yield_interval(Some(rt.fuel_yield_interval)))
+        });
 
         let ended = match fuel_setup {
             Err(e) => Ended::Failed(e),

@@ -111,6 +111,11 @@ pub struct FunctionConfig {
     /// is refused at deploy when this is empty; opening another name fails
     /// with `access-denied`.
     pub kv_stores: Vec<String>,
+    /// Preopen the tenant's own directory (`<data_dir>/files/<tenant>`) at
+    /// `/data` in the guest (`wasi:filesystem`, sandboxed by cap-std: no
+    /// escape through `..`, absolute paths or symlinks). A component
+    /// importing `wasi:filesystem` without this grant is refused at deploy.
+    pub directory: bool,
 }
 
 impl From<FunctionLimits> for FunctionConfig {

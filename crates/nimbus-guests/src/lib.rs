@@ -21,6 +21,7 @@ pub const GUESTS: &[&str] = &[
     "log-flood",
     "sleep",
     "config-reader",
+    "files",
     "kv-counter",
     "hello-http",
     "wstd-http",

@@ -448,7 +448,7 @@ async fn admin_deploy(
 
 /// Header carrying a deploy's grants as JSON:
 /// `{"config": {"key": "value"}, "outbound_hosts": ["api.example.com"],
-/// "kv_stores": ["counters"]}`.
+/// "kv_stores": ["counters"], "directory": true}`.
 pub const GRANTS_HEADER: &str = "x-nimbus-grants";
 
 #[derive(Debug, Default, Deserialize)]
@@ -460,6 +460,8 @@ struct Grants {
     outbound_hosts: Vec<String>,
     #[serde(default)]
     kv_stores: Vec<String>,
+    #[serde(default)]
+    directory: bool,
 }
 
 fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
@@ -474,6 +476,7 @@ fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
         config: g.config,
         outbound_hosts: g.outbound_hosts,
         kv_stores: g.kv_stores,
+        directory: g.directory,
         ..FunctionConfig::default()
     })
 }

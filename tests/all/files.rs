@@ -1,0 +1,129 @@
+//! The tenant directory grant: `/data` in the guest is the tenant's own
+//! directory; no path, `..` or symlink reaches another tenant's files.
+
+use nimbus_core::{Error, FunctionConfig, Host, Limits, PoolConfig};
+
+use crate::{event, guests};
+
+fn host(dir: &std::path::Path) -> Host {
+    Host::builder()
+        .pool(PoolConfig {
+            max_instances: 16,
+            max_memory_bytes: 128 << 20,
+            ..PoolConfig::default()
+        })
+        .ledger_path(dir.join("usage.jsonl"))
+        .data_dir(dir.join("data"))
+        .build()
+        .expect("host")
+}
+
+async fn run(host: &Host, tenant: &str, command: &str) -> Result<String, String> {
+    match host
+        .invoke(tenant, "files", event(command.as_bytes()))
+        .await
+    {
+        Ok(done) => Ok(String::from_utf8_lossy(&done.response.data).into_owned()),
+        Err(Error::Guest { error, .. }) => Err(error.to_string()),
+        Err(e) => panic!("{tenant} `{command}`: expected success or a guest error, got {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_sees_only_its_own_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = host(dir.path());
+    let granted = FunctionConfig {
+        directory: true,
+        ..FunctionConfig::default()
+    };
+    for tenant in ["a", "b"] {
+        host.add_tenant(tenant, Limits::default()).expect("tenant");
+        host.deploy_with(tenant, "files", &guests().bytes("files"), granted.clone())
+            .await
+            .expect("deploy");
+    }
+
+    assert_eq!(
+        run(&host, "a", "write notes.txt hello from a").await,
+        Ok("ok".into())
+    );
+    assert_eq!(
+        run(&host, "a", "read notes.txt").await,
+        Ok("hello from a".into())
+    );
+    let on_disk = dir.path().join("data/files/a/notes.txt");
+    assert_eq!(
+        std::fs::read_to_string(&on_disk).expect("host file"),
+        "hello from a"
+    );
+
+    assert_eq!(run(&host, "b", "list").await, Ok(String::new()));
+    for attack in [
+        "read notes.txt",
+        "read ../a/notes.txt",
+        "read ../../files/a/notes.txt",
+        "read /../a/notes.txt",
+        "read ./../a/notes.txt",
+        "write ../a/notes.txt overwritten by b",
+    ] {
+        let r = run(&host, "b", attack).await;
+        assert!(r.is_err(), "b `{attack}` succeeded: {r:?}");
+    }
+    // A symlink planted in b's directory pointing at a's is not followed out.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(
+            dir.path().join("data/files/a"),
+            dir.path().join("data/files/b/link"),
+        )
+        .expect("symlink");
+        let r = run(&host, "b", "read link/notes.txt").await;
+        assert!(
+            r.is_err(),
+            "followed a symlink out of the tenant directory: {r:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&on_disk).expect("host file"),
+        "hello from a",
+        "a's file is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_component_using_files_needs_the_directory_grant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = host(dir.path());
+    host.add_tenant("t", Limits::default()).expect("tenant");
+    let err = host
+        .deploy("t", "files", &guests().bytes("files"))
+        .await
+        .unwrap_err();
+    let m = err.to_string();
+    assert!(
+        m.contains("wasi:filesystem/") && m.contains("not granted a directory"),
+        "{m}"
+    );
+
+    // And a host without a data directory cannot grant one.
+    let bare = Host::builder()
+        .pool(PoolConfig {
+            max_instances: 4,
+            max_memory_bytes: 128 << 20,
+            ..PoolConfig::default()
+        })
+        .ledger_path(dir.path().join("other.jsonl"))
+        .build()
+        .expect("host");
+    bare.add_tenant("t", Limits::default()).expect("tenant");
+    let grant = FunctionConfig {
+        directory: true,
+        ..FunctionConfig::default()
+    };
+    let err = bare
+        .deploy_with("t", "files", &guests().bytes("files"), grant)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no data_dir"), "{err}");
+}
