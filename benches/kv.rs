@@ -28,11 +28,13 @@
 //! benches/invoke.rs: load from other processes and disk write-back shift
 //! sequential criterion runs more than the paired ratios.
 
-use std::future::Future;
+#[path = "common/paired.rs"]
+mod paired;
+use paired::{PairedStat, paired};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, SamplingMode};
 use nimbus_core::{Event, FunctionConfig, FunctionHandle, Host, Limits};
@@ -287,52 +289,6 @@ fn bench_set(c: &mut Criterion, s: &Setup) {
 
 // ---------------------------------------------------------------------------
 // Paired comparison (as in benches/invoke.rs)
-
-/// One variant's result in a paired comparison.
-#[derive(Debug, Clone, Copy)]
-struct PairedStat {
-    /// Median per-call time over rounds, ns.
-    median_ns: f64,
-    /// 25th, 50th and 75th percentiles of (this variant / variant 0),
-    /// each ratio taken within one round.
-    ratio: [f64; 3],
-}
-
-/// Runs `n` variants in rotating order, `batch` calls each per round, so
-/// load from anything else on this shared machine hits them alike; ratios
-/// are taken within a round, where conditions were the same.
-fn paired<F, Fut>(rt: &Runtime, n: usize, rounds: usize, batch: u32, run: F) -> Vec<PairedStat>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let times: Vec<Vec<f64>> = rt.block_on(async {
-        let mut times = vec![Vec::with_capacity(rounds); n];
-        for round in 0..rounds {
-            for k in 0..n {
-                let i = (round + k) % n;
-                let start = Instant::now();
-                for _ in 0..batch {
-                    run(i).await;
-                }
-                times[i].push(start.elapsed().as_nanos() as f64 / f64::from(batch));
-            }
-        }
-        times
-    });
-    let quantiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        [at(0.25), at(0.5), at(0.75)]
-    };
-    times
-        .iter()
-        .map(|t| PairedStat {
-            median_ns: quantiles(t.clone())[1],
-            ratio: quantiles(t.iter().zip(&times[0]).map(|(a, b)| a / b).collect()),
-        })
-        .collect()
-}
 
 /// Rounds and calls per round of each paired comparison.
 const PAIRED_GET: (usize, u32) = (31, 5);

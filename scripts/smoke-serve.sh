@@ -36,13 +36,16 @@ check 404 "$base/nobody/nothing"
     { echo "smoke: compute" >&2; exit 1; }
 [ "$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/config" -d greeting)" = "Hello from wasi:config!" ] ||
     { echo "smoke: config" >&2; exit 1; }
-curl -sf -H 'Authorization: Bearer admin-secret' "$base/admin/v1/tenants/acme/functions/config/logs" | grep -q '"level":"info"' ||
-    { echo "smoke: logs" >&2; exit 1; }
+# Read whole responses before grepping: `curl | grep -q` fails under
+# pipefail when grep stops reading early and curl gets SIGPIPE.
+logs=$(curl -sf -H 'Authorization: Bearer admin-secret' "$base/admin/v1/tenants/acme/functions/config/logs")
+grep -q '"level":"info"' <<<"$logs" || { echo "smoke: logs" >&2; exit 1; }
 n1=$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/counter" -d 'incr visits smoke')
 n2=$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/counter" -d 'incr visits smoke')
 [ "$n2" = "$((n1 + 1))" ] || { echo "smoke: counter $n1 then $n2" >&2; exit 1; }
-curl -sf "$base/metrics" | grep -q 'nimbus_invocations_total{tenant="acme",function="hello",outcome="success"} 2' ||
-    { echo "smoke: metrics" >&2; curl -s "$base/metrics" >&2; exit 1; }
+metrics=$(curl -sf "$base/metrics")
+grep -q 'nimbus_invocations_total{tenant="acme",function="hello",outcome="success"} 2' <<<"$metrics" ||
+    { echo "smoke: metrics" >&2; echo "$metrics" >&2; exit 1; }
 kill -TERM $pid
 wait $pid
 grep -q "nimbus stopped" "$log"
