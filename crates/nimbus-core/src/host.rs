@@ -801,11 +801,30 @@ struct Runtime {
 /// The most recent invocations' logs per function, for the admin API.
 #[derive(Default)]
 struct LogStore {
-    by_function: DashMap<(Arc<str>, Arc<str>), VecDeque<InvocationLogs>>,
+    by_function: DashMap<(Arc<str>, Arc<str>), KeptLogs>,
 }
 
-/// Invocations whose logs are kept per function.
+#[derive(Default)]
+struct KeptLogs {
+    invocations: VecDeque<InvocationLogs>,
+    bytes: usize,
+}
+
+/// Invocations whose logs are kept per function, and the most bytes of
+/// output kept per function: a guest that floods its logs on every
+/// invocation cannot make the host hold 100 × its per-invocation cap.
 const KEPT_INVOCATION_LOGS: usize = 100;
+const KEPT_LOG_BYTES: usize = 4 << 20;
+
+fn log_size(l: &InvocationLogs) -> usize {
+    l.logs.stdout.len()
+        + l.logs.stderr.len()
+        + l.logs
+            .entries
+            .iter()
+            .map(|e| e.context.len() + e.message.len())
+            .sum::<usize>()
+}
 
 impl LogStore {
     fn keep(&self, tenant: &Arc<str>, function: &Arc<str>, entry: InvocationLogs) {
@@ -813,10 +832,15 @@ impl LogStore {
             .by_function
             .entry((tenant.clone(), function.clone()))
             .or_default();
-        if kept.len() == KEPT_INVOCATION_LOGS {
-            kept.pop_front();
+        kept.bytes += log_size(&entry);
+        kept.invocations.push_back(entry);
+        while kept.invocations.len() > KEPT_INVOCATION_LOGS
+            || (kept.bytes > KEPT_LOG_BYTES && kept.invocations.len() > 1)
+        {
+            if let Some(old) = kept.invocations.pop_front() {
+                kept.bytes -= log_size(&old);
+            }
         }
-        kept.push_back(entry);
     }
 }
 
@@ -1208,9 +1232,9 @@ impl Host {
         names
     }
 
-    /// Logs of the function's most recent invocations (up to 100; those that
-    /// succeeded without writing anything are not kept), oldest first, or of
-    /// one invocation.
+    /// Logs of the function's most recent invocations (up to 100 and 4 MiB
+    /// of output; those that succeeded without writing anything are not
+    /// kept), oldest first, or of one invocation.
     pub fn invocation_logs(
         &self,
         tenant: &str,
@@ -1224,7 +1248,8 @@ impl Host {
             .by_function
             .get(&key)
             .map(|kept| {
-                kept.iter()
+                kept.invocations
+                    .iter()
                     .filter(|l| invocation_id.is_none_or(|id| l.invocation_id == id))
                     .cloned()
                     .collect()
@@ -1778,6 +1803,36 @@ mod tests {
             let err = check_name("tenant", bad).unwrap_err();
             assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn kept_logs_are_bounded_by_count_and_bytes() {
+        let store = LogStore::default();
+        let (t, f): (Arc<str>, Arc<str>) = ("t".into(), "f".into());
+        let entry = |bytes: usize| InvocationLogs {
+            invocation_id: Uuid::now_v7(),
+            tenant: "t".into(),
+            function: "f".into(),
+            outcome: Outcome::Success,
+            started_at: String::new(),
+            logs: Logs {
+                stdout: vec![b'x'; bytes],
+                ..Logs::default()
+            },
+        };
+        for _ in 0..10 {
+            store.keep(&t, &f, entry(1 << 20));
+        }
+        let kept = store.by_function.get(&(t.clone(), f.clone())).unwrap();
+        assert_eq!(kept.invocations.len(), 4);
+        assert_eq!(kept.bytes, 4 << 20);
+        drop(kept);
+        for _ in 0..150 {
+            store.keep(&t, &f, entry(1));
+        }
+        let kept = store.by_function.get(&(t, f)).unwrap();
+        assert_eq!(kept.invocations.len(), KEPT_INVOCATION_LOGS);
+        assert_eq!(kept.bytes, KEPT_INVOCATION_LOGS);
     }
 
     #[test]
