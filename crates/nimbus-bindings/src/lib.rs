@@ -18,6 +18,8 @@ mod generated {
             "wasi:keyvalue/store": async | trappable,
             "wasi:keyvalue/atomics": async | trappable,
             "wasi:keyvalue/batch": async | trappable,
+            "wasi:blobstore": async | trappable,
+            "wasmcloud:messaging": async | trappable,
             default: async,
         },
         exports: { default: async },
@@ -27,6 +29,12 @@ mod generated {
             "wasi:random": wasmtime_wasi::p2::bindings::random,
             "wasi:cli": wasmtime_wasi::p2::bindings::cli,
             "wasi:keyvalue/store.bucket": crate::KvBucket,
+            "wasi:blobstore/container.container": crate::BlobContainer,
+            "wasi:blobstore/container.stream-object-names": crate::BlobNames,
+            "wasi:blobstore/types.outgoing-value": crate::OutgoingValue,
+            "wasi:blobstore/types.incoming-value": crate::IncomingValue,
+            "wasmcloud:messaging/types.client": crate::MessagingClient,
+            "wasmcloud:messaging/types.message": crate::Message,
         },
         require_store_data_send: true,
     });
@@ -40,6 +48,64 @@ pub use generated::wasi::logging::logging;
 /// `wasi:keyvalue` host traits (`store`, `atomics`, `batch`).
 pub mod kv {
     pub use super::generated::wasi::keyvalue::{atomics, batch, store};
+}
+
+/// `wasi:blobstore` host traits (`blobstore`, `container`, `types`).
+pub mod blob {
+    pub use super::generated::wasi::blobstore::{blobstore, container, types};
+}
+
+/// `wasmcloud:messaging` host traits (`producer`, `types`).
+pub mod messaging {
+    pub use super::generated::wasmcloud::messaging::{producer, types};
+}
+
+/// A `wasi:blobstore/container.container`: a granted container of the
+/// invocation's tenant.
+#[derive(Debug)]
+pub struct BlobContainer {
+    pub name: String,
+}
+
+/// A `stream-object-names`: a listing read page by page from the backend.
+#[derive(Debug)]
+pub struct BlobNames {
+    pub container: String,
+    /// The last name returned; the next page starts after it.
+    pub after: Option<String>,
+    pub done: bool,
+}
+
+/// A `wasi:blobstore/types.outgoing-value`: bytes spooled to disk by its
+/// output stream, committed by `finish` to where `write-data` pointed it.
+#[derive(Debug)]
+pub struct OutgoingValue {
+    /// Shared with the output stream while the guest holds it.
+    pub spool: std::sync::Arc<std::sync::Mutex<Option<nimbus_blob::Spool>>>,
+    pub body_taken: bool,
+    /// Set by `container.write-data`: the container and object name.
+    pub target: Option<(String, String)>,
+}
+
+/// A `wasi:blobstore/types.incoming-value`: an open range of an object.
+#[derive(Debug)]
+pub struct IncomingValue {
+    pub reader: nimbus_blob::ObjectReader,
+}
+
+/// A `wasmcloud:messaging/types.client`.
+#[derive(Debug)]
+pub struct MessagingClient {
+    pub name: String,
+}
+
+/// A `wasmcloud:messaging/types.message` built by the guest.
+#[derive(Debug, Default)]
+pub struct Message {
+    pub data: Vec<u8>,
+    pub content_type: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    pub topic: Option<String>,
 }
 
 /// A `wasi:keyvalue/store.bucket` handed to a guest: an open, granted store

@@ -15,6 +15,7 @@
 //! timeout_ms = 10000
 //! max_concurrency = 64
 //! max_kv_bytes = 1073741824          # key-value storage quota
+//! max_blob_bytes = 10737418240       # blob storage quota
 //! rate_limit_per_second = 100        # token bucket; omit for none
 //! rate_limit_burst = 200
 //!
@@ -28,6 +29,8 @@
 //! outbound_hosts = ["api.example.com", "127.0.0.1:9000"]   # grant: outbound HTTP
 //! kv_stores = ["counters"]           # grant: wasi:keyvalue stores
 //! directory = true                   # grant: <data_dir>/files/<tenant> at /data
+//! blob_containers = ["uploads"]      # grant: wasi:blobstore containers (created)
+//! topics = ["orders"]                # grant: publish to these queues
 //! [functions.config]                 # grant: wasi:config/store values
 //! greeting = "hello"
 //!
@@ -86,6 +89,7 @@ pub struct TenantConfig {
     pub timeout_ms: Option<u64>,
     pub max_concurrency: Option<u32>,
     pub max_kv_bytes: Option<u64>,
+    pub max_blob_bytes: Option<u64>,
     pub rate_limit_per_second: Option<u32>,
     pub rate_limit_burst: Option<u32>,
 }
@@ -114,6 +118,12 @@ pub struct FunctionConfig {
     /// Grant: the tenant's directory, preopened at `/data`.
     #[serde(default)]
     pub directory: bool,
+    /// Grant: blob containers the function may use (in its tenant).
+    #[serde(default)]
+    pub blob_containers: Vec<String>,
+    /// Grant: queues the function may publish to (in its tenant).
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +162,7 @@ impl TenantConfig {
             timeout: self.timeout_ms.map_or(d.timeout, Duration::from_millis),
             max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
             max_kv_bytes: self.max_kv_bytes.unwrap_or(d.max_kv_bytes),
+            max_blob_bytes: self.max_blob_bytes.unwrap_or(d.max_blob_bytes),
         }
     }
 
@@ -182,6 +193,8 @@ impl FunctionConfig {
             outbound_hosts: self.outbound_hosts.clone(),
             kv_stores: self.kv_stores.clone(),
             directory: self.directory,
+            blob_containers: self.blob_containers.clone(),
+            topics: self.topics.clone(),
         }
     }
 }

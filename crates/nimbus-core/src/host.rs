@@ -30,10 +30,31 @@ use crate::logs::{CapturedStream, EntrySink, InvocationLogs, Logs};
 use crate::metrics::{FunctionMeters, Metrics};
 use nimbus_bindings::KvBucket;
 use nimbus_bindings::kv::{atomics, batch, store as kvstore};
+use nimbus_blob::{BlobBackend, FsBlobs};
 use nimbus_kv::{KvBackend, KvError, Namespace, RedbKv};
+use nimbus_queue::QueueStore;
+
+use crate::blob::BlobAccess;
+use crate::messaging::MessagingAccess;
 use wasmtime::component::Resource;
 
-use crate::usage::{JsonLinesLedger, Outcome, UsageRecord, UsageSink, billed_ms};
+use crate::usage::{JsonLinesLedger, Outcome, Trigger, UsageRecord, UsageSink, billed_ms};
+
+/// What caused an invocation: the trigger, and for object-created events
+/// how many triggered invocations led to it (the loop guard's input).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cause {
+    pub trigger: Trigger,
+    /// 0 unless the invocation handles an object written by a triggered
+    /// invocation: then that invocation's depth + 1.
+    pub depth: u32,
+}
+
+impl Cause {
+    pub fn new(trigger: Trigger) -> Self {
+        Self { trigger, depth: 0 }
+    }
+}
 
 /// Sizes of the pooling allocator, which pre-reserves a slot per concurrent
 /// instance so instantiation is a few microseconds and never an `mmap` storm.
@@ -95,6 +116,7 @@ pub struct HostBuilder {
     ledger_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     kv: Option<Arc<dyn KvBackend>>,
+    blob: Option<Arc<dyn BlobBackend>>,
 }
 
 impl std::fmt::Debug for dyn UsageSink {
@@ -120,6 +142,7 @@ impl Default for HostBuilder {
             ledger_path: None,
             data_dir: None,
             kv: None,
+            blob: None,
         }
     }
 }
@@ -218,6 +241,13 @@ impl HostBuilder {
         self
     }
 
+    /// Use this blob backend instead of the embedded one (files under
+    /// `<data_dir>/blobs`).
+    pub fn blob_backend(mut self, blob: Arc<dyn BlobBackend>) -> Self {
+        self.blob = Some(blob);
+        self
+    }
+
     /// Send usage records to a custom sink instead of a ledger file.
     pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
         self.sink = Some(sink);
@@ -280,8 +310,35 @@ impl HostBuilder {
                 RedbKv::in_memory().map_err(|e| Error::Config(format!("key-value store: {e}")))?,
             ),
         };
+        // Without a data_dir, blobs and queues live in a private temporary
+        // directory removed with the host, like the in-memory kv store.
+        let scratch = match &self.data_dir {
+            Some(_) => None,
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix("nimbus-data-")
+                    .tempdir()
+                    .map_err(|e| Error::Config(format!("temporary data directory: {e}")))?,
+            ),
+        };
+        let data_root = match (&self.data_dir, &scratch) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.path().to_path_buf(),
+            (None, None) => PathBuf::from("."),
+        };
+        let blob: Arc<dyn BlobBackend> = match self.blob {
+            Some(b) => b,
+            None => Arc::new(
+                FsBlobs::open(&data_root.join("blobs"))
+                    .map_err(|e| Error::Config(format!("blob store: {e}")))?,
+            ),
+        };
+        std::fs::create_dir_all(&data_root)
+            .map_err(|e| Error::Config(format!("data dir {}: {e}", data_root.display())))?;
+        let queues = QueueStore::open(&data_root.join("queues.redb"))
+            .map_err(|e| Error::Config(format!("queue store: {e}")))?;
         let registry = self.registry.unwrap_or_default();
-        let metrics = Arc::new(Metrics::new(kv.clone()));
+        let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
         registry
             .register(Box::new(SharedMetrics(metrics.clone())))
             .map_err(|e| Error::Config(format!("registering metrics: {e}")))?;
@@ -305,7 +362,11 @@ impl HostBuilder {
             max_http_response_bytes: self.max_http_response_bytes,
             logs: LogStore::default(),
             kv,
+            blob,
+            queues,
+            subscriptions: Default::default(),
             data_dir: self.data_dir,
+            _scratch: scratch,
         });
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -374,6 +435,13 @@ const GRANTED_INTERFACES: &[&str] = &[
     "wasi:keyvalue/store",
     "wasi:keyvalue/atomics",
     "wasi:keyvalue/batch",
+    // Checked against the function's blob container grant at deploy.
+    "wasi:blobstore/blobstore",
+    "wasi:blobstore/container",
+    "wasi:blobstore/types",
+    // Checked against the function's topic grant at deploy.
+    "wasmcloud:messaging/producer",
+    "wasmcloud:messaging/types",
 ];
 
 /// The config interface, refused at deploy to functions granted no keys.
@@ -428,6 +496,15 @@ fn guest_linker(engine: &Engine) -> wasmtime::Result<Linker<InvocationState>> {
     kvstore::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     atomics::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     batch::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    {
+        use nimbus_bindings::blob::{blobstore, container, types};
+        use nimbus_bindings::messaging::{producer, types as msg_types};
+        blobstore::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+        container::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+        types::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+        msg_types::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+        producer::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    }
     Ok(linker)
 }
 
@@ -436,13 +513,15 @@ pub(crate) struct InvocationState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundHttp,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     limiter: MemoryLimiter,
     /// The function's granted `wasi:config/store` values.
     config: Arc<BTreeMap<String, String>>,
     /// `wasi:logging` entries of this invocation.
     entries: EntrySink,
     kv: KvAccess,
+    pub(crate) blob: BlobAccess,
+    pub(crate) messaging: MessagingAccess,
 }
 
 /// Most key-value buckets one invocation may hold open.
@@ -795,7 +874,14 @@ struct Runtime {
     max_http_response_bytes: usize,
     logs: LogStore,
     kv: Arc<dyn KvBackend>,
+    blob: Arc<dyn BlobBackend>,
+    queues: QueueStore,
+    /// (tenant, container) pairs some function subscribes to: writes there
+    /// persist an object-created event with the object.
+    subscriptions: crate::blob::Subscriptions,
     data_dir: Option<PathBuf>,
+    /// Backs blobs and queues when there is no data_dir.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 /// The most recent invocations' logs per function, for the admin API.
@@ -892,6 +978,8 @@ struct FunctionInner {
     config: Arc<BTreeMap<String, String>>,
     outbound_hosts: Arc<[String]>,
     kv_stores: Arc<[String]>,
+    blob_containers: Arc<[String]>,
+    topics: Arc<[String]>,
     /// The tenant's directory, preopened at `/data`, if granted.
     directory: Option<PathBuf>,
     meters: Arc<FunctionMeters>,
@@ -1126,6 +1214,18 @@ impl Host {
                      key-value stores (declare them in its kv_stores)"
                 ));
             }
+            if bare.starts_with("wasi:blobstore/") && spec.blob_containers.is_empty() {
+                return invalid(format!(
+                    "the component imports `{import}`, but function `{name}` is granted no \
+                     blob containers (declare them in its blob_containers)"
+                ));
+            }
+            if bare.starts_with("wasmcloud:messaging/") && spec.topics.is_empty() {
+                return invalid(format!(
+                    "the component imports `{import}`, but function `{name}` is granted no \
+                     topics (declare them in its topics)"
+                ));
+            }
             if bare == CONFIG_INTERFACE && spec.config.is_empty() {
                 return invalid(format!(
                     "the component imports `{import}`, but function `{name}` is granted no \
@@ -1169,6 +1269,19 @@ impl Host {
         } else {
             None
         };
+        // Granted containers exist from deploy on, the way a serverless
+        // template declares its buckets next to its functions.
+        for container in &spec.blob_containers {
+            let (b, t, c) = (rt.blob.clone(), tenant.name.clone(), container.clone());
+            tokio::task::spawn_blocking(move || b.ensure_container(&t, &c))
+                .await
+                .map_err(|e| Error::Config(format!("blob store task: {e}")))?
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "function `{name}`: blob container grant `{container}`: {e}"
+                    ))
+                })?;
+        }
         let pre = rt
             .linker
             .instantiate_pre(&component)
@@ -1199,6 +1312,8 @@ impl Host {
                 config: Arc::new(spec.config),
                 outbound_hosts: spec.outbound_hosts.into(),
                 kv_stores: spec.kv_stores.into(),
+                blob_containers: spec.blob_containers.into(),
+                topics: spec.topics.into(),
                 directory,
                 meters,
             }),
@@ -1266,6 +1381,33 @@ impl Host {
             .ok_or_else(|| Error::NotFound(format!("function `{name}` of tenant `{tenant}`")))
     }
 
+    /// The blob store behind `wasi:blobstore` and the storage API.
+    pub fn blob_store(&self) -> Arc<dyn BlobBackend> {
+        self.inner.runtime.blob.clone()
+    }
+
+    /// The durable queues behind `wasmcloud:messaging` and queue triggers.
+    pub fn queue_store(&self) -> QueueStore {
+        self.inner.runtime.queues.clone()
+    }
+
+    /// From now on, every object written to `tenant`'s `container` (by a
+    /// guest or through [`Self::blob_store`] with an event depth) persists an
+    /// object-created event with the object. Counted: each call is undone
+    /// by one [`Self::unwatch_container`].
+    pub fn watch_container(&self, tenant: &str, container: &str) {
+        self.inner.runtime.subscriptions.add(tenant, container);
+    }
+
+    pub fn unwatch_container(&self, tenant: &str, container: &str) {
+        self.inner.runtime.subscriptions.remove(tenant, container);
+    }
+
+    /// Whether writes to `tenant`'s `container` raise object-created events.
+    pub fn is_watched(&self, tenant: &str, container: &str) -> bool {
+        self.inner.runtime.subscriptions.watched(tenant, container)
+    }
+
     /// Invokes the current version of `tenant`'s `function`.
     pub async fn invoke(
         &self,
@@ -1306,10 +1448,17 @@ impl FunctionHandle {
     /// waiting, it still finishes (or hits its deadline) and its usage record
     /// is still written. Must be called within a tokio runtime.
     pub async fn invoke(&self, event: Event) -> Result<Invocation, Error> {
+        self.invoke_with(event, Cause::default()).await
+    }
+
+    /// [`Self::invoke`] on behalf of a trigger: the usage record carries
+    /// `cause.trigger`, and objects the guest writes raise events at
+    /// `cause.depth + 1`.
+    pub async fn invoke_with(&self, event: Event, cause: Cause) -> Result<Invocation, Error> {
         if self.is_http() {
             return Err(self.wrong_kind("an HTTP function: call it with invoke_http"));
         }
-        let (output, report) = self.spawn(Input::Event(event)).await?;
+        let (output, report) = self.spawn(Input::Event(event), cause).await?;
         match output {
             Output::Event(Ok(response)) => Ok(Invocation {
                 response,
@@ -1332,7 +1481,9 @@ impl FunctionHandle {
         if !self.is_http() {
             return Err(self.wrong_kind("an event function: call it with invoke"));
         }
-        let (output, report) = self.spawn(Input::Http(request)).await?;
+        let (output, report) = self
+            .spawn(Input::Http(request), Cause::new(Trigger::Http))
+            .await?;
         match output {
             Output::Http(response) => Ok(HttpInvocation {
                 response,
@@ -1346,11 +1497,17 @@ impl FunctionHandle {
     /// Refuses an invocation before it runs (e.g. a gateway's rate limit):
     /// writes its throttled usage record, counts it, and returns the
     /// [`Error::Throttled`] to hand back.
-    pub fn throttle(&self, reason: impl Into<String>, request_bytes: u64) -> Error {
-        self.throttled(Uuid::now_v7(), reason.into(), request_bytes)
+    pub fn throttle(&self, reason: impl Into<String>, request_bytes: u64, cause: Cause) -> Error {
+        self.throttled(Uuid::now_v7(), reason.into(), request_bytes, cause)
     }
 
-    fn throttled(&self, invocation_id: Uuid, reason: String, request_bytes: u64) -> Error {
+    fn throttled(
+        &self,
+        invocation_id: Uuid,
+        reason: String,
+        request_bytes: u64,
+        cause: Cause,
+    ) -> Error {
         let mut usage = self.usage(
             invocation_id,
             Outcome::Throttled,
@@ -1360,6 +1517,7 @@ impl FunctionHandle {
             SystemTime::now(),
         );
         usage.request_bytes = request_bytes;
+        usage.trigger = cause.trigger;
         match self.finish(usage, Logs::default()) {
             Ok(report) => {
                 tracing::info!(%reason, "throttled");
@@ -1381,7 +1539,7 @@ impl FunctionHandle {
         ))
     }
 
-    async fn spawn(&self, input: Input) -> Result<(Output, Box<Report>), Error> {
+    async fn spawn(&self, input: Input, cause: Cause) -> Result<(Output, Box<Report>), Error> {
         let this = self.clone();
         let invocation_id = Uuid::now_v7();
         let span = tracing::info_span!(
@@ -1390,7 +1548,7 @@ impl FunctionHandle {
             function = %self.inner.name,
             invocation_id = %invocation_id,
         );
-        tokio::spawn(async move { this.run(invocation_id, input).await }.instrument(span))
+        tokio::spawn(async move { this.run(invocation_id, input, cause).await }.instrument(span))
             .await
             .unwrap_or_else(|e| {
                 // Only reachable if the invocation task panicked: a host bug.
@@ -1398,7 +1556,12 @@ impl FunctionHandle {
             })
     }
 
-    async fn run(&self, invocation_id: Uuid, input: Input) -> Result<(Output, Box<Report>), Error> {
+    async fn run(
+        &self,
+        invocation_id: Uuid,
+        input: Input,
+        cause: Cause,
+    ) -> Result<(Output, Box<Report>), Error> {
         let f = &*self.inner;
         let rt = &*f.runtime;
         let limits = f.limits;
@@ -1412,7 +1575,7 @@ impl FunctionHandle {
         let admitted = admit(f, &rt.capacity, rt.max_instances);
         let _permits = match admitted {
             Ok(p) => p,
-            Err(reason) => return Err(self.throttled(invocation_id, reason, request_bytes)),
+            Err(reason) => return Err(self.throttled(invocation_id, reason, request_bytes, cause)),
         };
         let _in_flight = f.meters.enter();
 
@@ -1453,6 +1616,25 @@ impl FunctionHandle {
                 writes: 0,
                 denied: 0,
             },
+            blob: BlobAccess {
+                backend: rt.blob.clone(),
+                tenant: f.tenant.name.clone(),
+                granted: f.blob_containers.clone(),
+                quota: limits.max_blob_bytes,
+                event_depth: cause.depth + 1,
+                notify: rt.subscriptions.clone(),
+                bytes_read: Default::default(),
+                bytes_written: 0,
+                ops: 0,
+                denied: 0,
+            },
+            messaging: MessagingAccess {
+                queues: rt.queues.clone(),
+                tenant: f.tenant.name.clone(),
+                granted: f.topics.clone(),
+                published: 0,
+                denied: 0,
+            },
             table,
             limiter: MemoryLimiter {
                 limit: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
@@ -1490,6 +1672,10 @@ impl FunctionHandle {
         let (outbound_sent, outbound_denied) = (state.hooks.sent, state.hooks.denied);
         let kv = &state.kv;
         let (kv_reads, kv_writes, kv_denied) = (kv.reads, kv.writes, kv.denied);
+        let blob = &state.blob;
+        let blob_read = blob.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+        let (blob_written, blob_ops, blob_denied) = (blob.bytes_written, blob.ops, blob.denied);
+        let (published, msg_denied) = (state.messaging.published, state.messaging.denied);
         let entries = state.entries;
 
         let (outcome, result) = classify(ended, memory_refused);
@@ -1502,10 +1688,15 @@ impl FunctionHandle {
             started_at,
         );
         usage.request_bytes = request_bytes;
+        usage.trigger = cause.trigger;
         usage.outbound_requests = outbound_sent;
-        usage.denied_calls = outbound_denied + kv_denied;
+        usage.denied_calls = outbound_denied + kv_denied + blob_denied + msg_denied;
         usage.kv_reads = kv_reads;
         usage.kv_writes = kv_writes;
+        usage.blob_operations = blob_ops;
+        usage.blob_bytes_read = blob_read;
+        usage.blob_bytes_written = blob_written;
+        usage.messages_published = published;
         if let Ok(Output::Http(response)) = &result {
             usage.response_bytes = response.body().len() as u64;
         }
@@ -1557,6 +1748,11 @@ impl FunctionHandle {
             denied_calls: 0,
             kv_reads: 0,
             kv_writes: 0,
+            blob_operations: 0,
+            blob_bytes_read: 0,
+            blob_bytes_written: 0,
+            messages_published: 0,
+            trigger: Trigger::Direct,
         }
     }
 

@@ -23,27 +23,35 @@
 //! imports them is refused at deploy, naming the import.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod blob;
 mod error;
 mod event;
 mod host;
 mod limits;
 mod logs;
+mod messaging;
 mod metrics;
 mod usage;
 
 pub use error::Error;
 pub use event::{Event, GuestError, Response};
-pub use host::{FunctionHandle, Host, HostBuilder, HttpInvocation, Invocation, PoolConfig, Report};
+pub use host::{
+    Cause, FunctionHandle, Host, HostBuilder, HttpInvocation, Invocation, PoolConfig, Report,
+};
 
 /// Re-exported for building HTTP requests and responses.
 pub use bytes::Bytes;
 pub use http;
 pub use limits::{FunctionConfig, FunctionLimits, Limits};
 pub use logs::{InvocationLogs, LogEntry, Logs};
-pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, UsageRecord, UsageSink};
+pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, Trigger, UsageRecord, UsageSink};
 
+/// Blob backends: implement [`nimbus_blob::BlobBackend`] to plug in another.
+pub use nimbus_blob;
 /// Key-value backends: implement [`nimbus_kv::KvBackend`] to plug in another.
 pub use nimbus_kv;
+/// The durable queues behind messaging and the queue trigger.
+pub use nimbus_queue;
 
 /// Re-exported so embedders use the same version Nimbus registers into.
 pub use prometheus;

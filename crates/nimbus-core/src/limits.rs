@@ -10,6 +10,7 @@ use std::time::Duration;
 /// | `timeout` | 10 s | a wall-clock deadline around instantiation and call |
 /// | `max_concurrency` | 64 | admission: the next invocation is throttled |
 /// | `max_kv_bytes` | 1 GiB | key-value writes past it fail (`other`, naming the quota), nothing is written |
+/// | `max_blob_bytes` | 10 GiB | blob writes past it fail (naming the quota), nothing is written |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel per invocation (about one unit per wasm instruction).
@@ -22,6 +23,8 @@ pub struct Limits {
     pub max_concurrency: u32,
     /// Bytes (keys + values) the tenant may keep in key-value stores.
     pub max_kv_bytes: u64,
+    /// Most bytes of blob objects the tenant may store (default 10 GiB).
+    pub max_blob_bytes: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(10),
             max_concurrency: 64,
             max_kv_bytes: 1 << 30,
+            max_blob_bytes: 10 << 30,
         }
     }
 }
@@ -66,6 +70,12 @@ impl Limits {
         self.max_kv_bytes = bytes;
         self
     }
+
+    #[must_use]
+    pub fn max_blob_bytes(mut self, bytes: u64) -> Self {
+        self.max_blob_bytes = bytes;
+        self
+    }
 }
 
 /// Per-function overrides of the tenant's [`Limits`] (`None`: the tenant's
@@ -87,6 +97,7 @@ impl FunctionLimits {
             max_memory_bytes: self.max_memory_bytes.unwrap_or(tenant.max_memory_bytes),
             timeout: self.timeout.unwrap_or(tenant.timeout),
             max_concurrency: self.max_concurrency.unwrap_or(tenant.max_concurrency),
+            max_blob_bytes: tenant.max_blob_bytes,
             // A storage quota belongs to the tenant, not to one function.
             max_kv_bytes: tenant.max_kv_bytes,
         }
@@ -116,6 +127,16 @@ pub struct FunctionConfig {
     /// escape through `..`, absolute paths or symlinks). A component
     /// importing `wasi:filesystem` without this grant is refused at deploy.
     pub directory: bool,
+    /// Blob containers (`wasi:blobstore`) the function may use, by name,
+    /// inside its tenant's namespace; created at deploy if missing. A
+    /// component importing `wasi:blobstore` is refused at deploy when this
+    /// is empty; any other container fails with a permission error.
+    pub blob_containers: Vec<String>,
+    /// Topics (the tenant's durable queues) the function may publish to
+    /// through `wasmcloud:messaging/producer`. A component importing it is
+    /// refused at deploy when this is empty; other topics fail with
+    /// `permission-denied`.
+    pub topics: Vec<String>,
 }
 
 impl From<FunctionLimits> for FunctionConfig {

@@ -113,6 +113,10 @@ pub(crate) struct FunctionMeters {
     denied: AtomicU64,
     kv_reads: AtomicU64,
     kv_writes: AtomicU64,
+    blob_ops: AtomicU64,
+    blob_read: AtomicU64,
+    blob_written: AtomicU64,
+    published: AtomicU64,
 }
 
 impl FunctionMeters {
@@ -125,6 +129,10 @@ impl FunctionMeters {
         self.denied.fetch_add(r.denied_calls, Relaxed);
         self.kv_reads.fetch_add(r.kv_reads, Relaxed);
         self.kv_writes.fetch_add(r.kv_writes, Relaxed);
+        self.blob_ops.fetch_add(r.blob_operations, Relaxed);
+        self.blob_read.fetch_add(r.blob_bytes_read, Relaxed);
+        self.blob_written.fetch_add(r.blob_bytes_written, Relaxed);
+        self.published.fetch_add(r.messages_published, Relaxed);
         if r.outcome == Outcome::Throttled {
             self.throttled.fetch_add(1, Relaxed);
             return;
@@ -216,6 +224,26 @@ const KV_STORED: Family = Family {
     help: "Bytes (keys + values) a tenant keeps in key-value stores.",
     kind: MetricType::GAUGE,
 };
+const BLOB_OPS: Family = Family {
+    name: "nimbus_blob_operations_total",
+    help: "Blob store calls by guests (container and object operations).",
+    kind: MetricType::COUNTER,
+};
+const BLOB_BYTES: Family = Family {
+    name: "nimbus_blob_bytes_total",
+    help: "Object bytes guests read or wrote (committed writes only), by direction.",
+    kind: MetricType::COUNTER,
+};
+const BLOB_STORED: Family = Family {
+    name: "nimbus_blob_stored_bytes",
+    help: "Bytes of blob objects a tenant stores.",
+    kind: MetricType::GAUGE,
+};
+const MESSAGES: Family = Family {
+    name: "nimbus_messages_published_total",
+    help: "Messages guests published to their tenant's queues.",
+    kind: MetricType::COUNTER,
+};
 const IN_FLIGHT: Family = Family {
     name: "nimbus_invocations_in_flight",
     help: "Invocations currently running.",
@@ -241,10 +269,14 @@ pub(crate) struct Metrics {
     descs: Vec<Desc>,
     /// Asked for each tenant's stored bytes on scrape.
     kv: Arc<dyn nimbus_kv::KvBackend>,
+    blob: Arc<dyn nimbus_blob::BlobBackend>,
 }
 
 impl Metrics {
-    pub(crate) fn new(kv: Arc<dyn nimbus_kv::KvBackend>) -> Self {
+    pub(crate) fn new(
+        kv: Arc<dyn nimbus_kv::KvBackend>,
+        blob: Arc<dyn nimbus_blob::BlobBackend>,
+    ) -> Self {
         let desc = |f: &Family, labels: &[&str]| {
             Desc::new(
                 f.name.into(),
@@ -269,6 +301,10 @@ impl Metrics {
             desc(&DURATION, &["tenant"]),
             desc(&PEAK_MEMORY, &["tenant"]),
             desc(&KV_STORED, &["tenant"]),
+            desc(&BLOB_OPS, &tf),
+            desc(&BLOB_BYTES, &["tenant", "function", "direction"]),
+            desc(&MESSAGES, &tf),
+            desc(&BLOB_STORED, &["tenant"]),
         ]
         .into_iter()
         .collect::<Result<_, _>>()
@@ -278,6 +314,7 @@ impl Metrics {
             tenants: DashMap::new(),
             descs,
             kv,
+            blob,
         }
     }
 
@@ -317,6 +354,10 @@ impl Metrics {
                     denied: AtomicU64::new(0),
                     kv_reads: AtomicU64::new(0),
                     kv_writes: AtomicU64::new(0),
+                    blob_ops: AtomicU64::new(0),
+                    blob_read: AtomicU64::new(0),
+                    blob_written: AtomicU64::new(0),
+                    published: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -372,6 +413,7 @@ impl Collector for Metrics {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut req_bytes, mut resp_bytes) = (Vec::new(), Vec::new());
         let (mut outbound, mut denied, mut kv_ops) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut blob_ops, mut blob_bytes, mut messages) = (Vec::new(), Vec::new(), Vec::new());
         for m in &functions {
             let tf = [("tenant", &*m.tenant.tenant), ("function", &*m.function)];
             for outcome in Outcome::ALL {
@@ -395,6 +437,14 @@ impl Collector for Metrics {
             for (op, n) in [("read", &m.kv_reads), ("write", &m.kv_writes)] {
                 kv_ops.push(counter(n.load(Relaxed) as f64, &[tf[0], tf[1], ("op", op)]));
             }
+            blob_ops.push(counter(m.blob_ops.load(Relaxed) as f64, &tf));
+            for (dir, n) in [("read", &m.blob_read), ("written", &m.blob_written)] {
+                blob_bytes.push(counter(
+                    n.load(Relaxed) as f64,
+                    &[tf[0], tf[1], ("direction", dir)],
+                ));
+            }
+            messages.push(counter(m.published.load(Relaxed) as f64, &tf));
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -402,20 +452,24 @@ impl Collector for Metrics {
             gm.set_gauge(g);
             in_flight.push(gm);
         }
-        let stored: Vec<proto::Metric> = tenants
-            .iter()
-            .filter_map(|t| {
-                // A failing backend read drops the series for this scrape
-                // rather than reporting a wrong value.
-                let bytes = self.kv.stored_bytes(&t.tenant).ok()?;
-                let mut g = proto::Gauge::default();
-                g.set_value(bytes as f64);
-                let mut m = proto::Metric::default();
-                m.set_label(labels(&[("tenant", &t.tenant)]));
-                m.set_gauge(g);
-                Some(m)
-            })
-            .collect();
+        let stored_gauge = |read: &dyn Fn(&str) -> Option<u64>| -> Vec<proto::Metric> {
+            tenants
+                .iter()
+                .filter_map(|t| {
+                    // A failing backend read drops the series for this
+                    // scrape rather than reporting a wrong value.
+                    let bytes = read(&t.tenant)?;
+                    let mut g = proto::Gauge::default();
+                    g.set_value(bytes as f64);
+                    let mut m = proto::Metric::default();
+                    m.set_label(labels(&[("tenant", &t.tenant)]));
+                    m.set_gauge(g);
+                    Some(m)
+                })
+                .collect()
+        };
+        let stored = stored_gauge(&|t| self.kv.stored_bytes(t).ok());
+        let blob_stored = stored_gauge(&|t| self.blob.stored_bytes(t).ok());
         let histograms = |pick: fn(&TenantMeters) -> &AtomicHistogram| {
             tenants
                 .iter()
@@ -442,6 +496,10 @@ impl Collector for Metrics {
             family(&DURATION, histograms(|t| &t.duration)),
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
             family(&KV_STORED, stored),
+            family(&BLOB_OPS, blob_ops),
+            family(&BLOB_BYTES, blob_bytes),
+            family(&MESSAGES, messages),
+            family(&BLOB_STORED, blob_stored),
         ]
     }
 }
@@ -449,6 +507,7 @@ impl Collector for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::Trigger;
     use uuid::Uuid;
 
     fn record(tenant: &str, function: &str, fuel: u64) -> UsageRecord {
@@ -469,7 +528,17 @@ mod tests {
             denied_calls: 0,
             kv_reads: 0,
             kv_writes: 0,
+            blob_operations: 0,
+            blob_bytes_read: 0,
+            blob_bytes_written: 0,
+            messages_published: 0,
+            trigger: Trigger::Direct,
         }
+    }
+
+    fn test_blob() -> Arc<dyn nimbus_blob::BlobBackend> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        Arc::new(nimbus_blob::FsBlobs::open(&dir).unwrap())
     }
 
     fn test_kv() -> Arc<dyn nimbus_kv::KvBackend> {
@@ -486,7 +555,7 @@ mod tests {
 
     #[test]
     fn series_whose_label_concatenations_coincide_stay_apart() {
-        let metrics = Metrics::new(test_kv());
+        let metrics = Metrics::new(test_kv(), test_blob());
         metrics
             .function("acme", "billing")
             .observe(&record("acme", "billing", 7));
@@ -508,7 +577,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_sum_is_scaled() {
-        let metrics = Metrics::new(test_kv());
+        let metrics = Metrics::new(test_kv(), test_blob());
         let m = metrics.function("t", "f");
         m.observe(&record("t", "f", 1));
         let mut slow = record("t", "f", 1);

@@ -104,6 +104,57 @@ pub struct UsageRecord {
     /// Key-value writes (set, delete, increment, set-many, delete-many).
     #[serde(default)]
     pub kv_writes: u64,
+    /// Blob store calls (container and object operations).
+    #[serde(default)]
+    pub blob_operations: u64,
+    /// Object bytes the guest read.
+    #[serde(default)]
+    pub blob_bytes_read: u64,
+    /// Object bytes the guest wrote (committed objects only).
+    #[serde(default)]
+    pub blob_bytes_written: u64,
+    /// Messages published to the tenant's queues.
+    #[serde(default)]
+    pub messages_published: u64,
+    /// What started the invocation: `direct`, `http`, `object`, `queue` or
+    /// `schedule`.
+    #[serde(default)]
+    pub trigger: Trigger,
+}
+
+/// What started an invocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Called from Rust (`FunctionHandle::invoke`) or `nimbus run`.
+    #[default]
+    Direct,
+    /// A request through the HTTP gateway.
+    Http,
+    /// An object-created event from the blob store.
+    Object,
+    /// A message from a durable queue.
+    Queue,
+    /// A cron schedule.
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Direct => "direct",
+            Trigger::Http => "http",
+            Trigger::Object => "object",
+            Trigger::Queue => "queue",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where usage records go. Called once per invocation, before the caller
@@ -259,6 +310,11 @@ mod tests {
             denied_calls: 0,
             kv_reads: 0,
             kv_writes: 0,
+            blob_operations: 0,
+            blob_bytes_read: 0,
+            blob_bytes_written: 0,
+            messages_published: 0,
+            trigger: Trigger::Direct,
         }
     }
 

@@ -448,7 +448,8 @@ async fn admin_deploy(
 
 /// Header carrying a deploy's grants as JSON:
 /// `{"config": {"key": "value"}, "outbound_hosts": ["api.example.com"],
-/// "kv_stores": ["counters"], "directory": true}`.
+/// "kv_stores": ["counters"], "directory": true, "blob_containers": ["uploads"],
+/// "topics": ["orders"]}`.
 pub const GRANTS_HEADER: &str = "x-nimbus-grants";
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,6 +463,10 @@ struct Grants {
     kv_stores: Vec<String>,
     #[serde(default)]
     directory: bool,
+    #[serde(default)]
+    blob_containers: Vec<String>,
+    #[serde(default)]
+    topics: Vec<String>,
 }
 
 fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
@@ -477,6 +482,8 @@ fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
         outbound_hosts: g.outbound_hosts,
         kv_stores: g.kv_stores,
         directory: g.directory,
+        blob_containers: g.blob_containers,
+        topics: g.topics,
         ..FunctionConfig::default()
     })
 }
@@ -637,7 +644,11 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let reason = format!("tenant `{}` is over its rate limit", target.tenant);
-        let err = function.throttle(reason, declared.unwrap_or(0));
+        let err = function.throttle(
+            reason,
+            declared.unwrap_or(0),
+            nimbus_core::Cause::new(nimbus_core::Trigger::Http),
+        );
         return refuse(failure(err, Some(wait)));
     }
 
@@ -700,7 +711,10 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        match function.invoke(event).await {
+        match function
+            .invoke_with(event, nimbus_core::Cause::new(nimbus_core::Trigger::Http))
+            .await
+        {
             Ok(done) => {
                 let mut resp = Response::new(Body::from(done.response.data));
                 if let Some(ct) = done
