@@ -23,6 +23,9 @@ pub const GUESTS: &[&str] = &[
     "config-reader",
     "files",
     "kv-counter",
+    "blob-store",
+    "publisher",
+    "thumbnail",
     "hello-http",
     "wstd-http",
 ];

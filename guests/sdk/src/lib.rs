@@ -25,12 +25,18 @@ wit_bindgen::generate!({
 pub use exports::nimbus::function::handler::Guest;
 pub use nimbus::function::types::{Error as HandlerError, Event, Response};
 
+/// `wasi:blobstore`: the blob containers granted to this function.
+pub use wasi::blobstore;
 /// `wasi:config/store`: the configuration values granted to this function.
 pub use wasi::config::store as config;
+/// `wasi:io/streams`: the streams that carry blob bodies.
+pub use wasi::io::streams;
 /// `wasi:keyvalue`: the key-value stores granted to this function.
 pub use wasi::keyvalue;
 /// `wasi:logging/logging`: structured logs kept with the invocation.
 pub use wasi::logging::logging;
+/// `wasmcloud:messaging`: publishing to the queue topics granted to this function.
+pub use wasmcloud::messaging;
 
 impl Event {
     /// The value of extension attribute `name`, if the producer set it.
