@@ -12,6 +12,7 @@ mod limits;
 mod outbound;
 mod restart;
 mod services;
+mod triggers;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

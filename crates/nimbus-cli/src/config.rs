@@ -34,6 +34,30 @@
 //! [functions.config]                 # grant: wasi:config/store values
 //! greeting = "hello"
 //!
+//! [[object_triggers]]                # run a function per object written
+//! tenant = "acme"
+//! function = "thumbnail"
+//! container = "uploads"              # created if missing
+//! prefix = ""                        # optional key filters
+//! suffix = ".jpg"
+//!
+//! [[queue_triggers]]                 # run a function per queued message
+//! tenant = "acme"
+//! function = "worker"
+//! queue = "orders"
+//! batch_size = 10                    # received and run at once
+//! visibility_timeout_ms = 30000      # must exceed the function's timeout
+//! max_receive_count = 5              # then the message is dead-lettered
+//! backoff_base_ms = 1000             # retry delay, doubling per attempt
+//! backoff_max_ms = 60000
+//!
+//! [[schedules]]
+//! tenant = "acme"
+//! function = "report"
+//! cron = "0 */5 * * * *"             # 5 fields, or 6 with seconds first
+//! timezone = "Europe/Paris"          # default UTC
+//! catch_up = true                    # run once at start if a tick was missed
+//!
 //! [[routes]]
 //! path = "/hello"                    # prefix, on segment boundaries
 //! host = "api.example.com"           # optional
@@ -74,6 +98,12 @@ pub struct Config {
     pub functions: Vec<FunctionConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub object_triggers: Vec<ObjectTriggerConfig>,
+    #[serde(default)]
+    pub queue_triggers: Vec<QueueTriggerConfig>,
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
     /// Directory of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -135,6 +165,70 @@ pub struct RouteConfig {
     pub function: String,
     #[serde(default)]
     pub public: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectTriggerConfig {
+    pub tenant: String,
+    pub function: String,
+    pub container: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub suffix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTriggerConfig {
+    pub tenant: String,
+    pub function: String,
+    pub queue: String,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    pub visibility_timeout_ms: Option<u64>,
+    pub max_receive_count: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub tenant: String,
+    pub function: String,
+    pub cron: String,
+    pub timezone: Option<String>,
+    #[serde(default = "default_true")]
+    pub catch_up: bool,
+}
+
+fn default_batch() -> usize {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+
+impl QueueTriggerConfig {
+    pub fn trigger(&self) -> nimbus_triggers::QueueTrigger {
+        let d = nimbus_core::nimbus_queue::QueueConfig::default();
+        let ms = Duration::from_millis;
+        nimbus_triggers::QueueTrigger {
+            tenant: self.tenant.clone(),
+            function: self.function.clone(),
+            queue: self.queue.clone(),
+            batch_size: self.batch_size,
+            config: nimbus_core::nimbus_queue::QueueConfig {
+                visibility_timeout: self.visibility_timeout_ms.map_or(d.visibility_timeout, ms),
+                max_receive_count: self.max_receive_count.unwrap_or(d.max_receive_count),
+                backoff_base: self.backoff_base_ms.map_or(d.backoff_base, ms),
+                backoff_max: self.backoff_max_ms.map_or(d.backoff_max, ms),
+                ..d
+            },
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -263,6 +357,24 @@ impl Config {
                     component.display()
                 ));
             }
+        }
+        let declared = |at: &str, tenant: &str, function: &str| -> Result<(), String> {
+            if seen.contains(&(&tenant.to_string(), &function.to_string())) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{at}.function: `{tenant}/{function}` is not declared under [[functions]]"
+                ))
+            }
+        };
+        for (i, t) in self.object_triggers.iter().enumerate() {
+            declared(&format!("object_triggers[{i}]"), &t.tenant, &t.function)?;
+        }
+        for (i, t) in self.queue_triggers.iter().enumerate() {
+            declared(&format!("queue_triggers[{i}]"), &t.tenant, &t.function)?;
+        }
+        for (i, t) in self.schedules.iter().enumerate() {
+            declared(&format!("schedules[{i}]"), &t.tenant, &t.function)?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             let at = format!("routes[{i}]");

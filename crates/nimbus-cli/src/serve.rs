@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use nimbus_core::Host;
 use nimbus_http::{Gateway, Route};
+use nimbus_triggers::{ObjectTrigger, ScheduleTrigger, TriggerOptions, Triggers};
 
 use crate::config::Config;
 
-/// Builds the host and gateway a config describes, deploying every function.
-pub async fn build(config: &Config) -> Result<Gateway, String> {
+/// Builds the host, gateway and triggers a config describes, deploying
+/// every function. Triggers are registered but not started.
+pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     let ledger = config.resolve(&config.ledger);
+    let data_dir = config.resolve(&config.data_dir);
     let host = Host::builder()
         .ledger_path(&ledger)
-        .data_dir(config.resolve(&config.data_dir))
+        .data_dir(&data_dir)
         .build()
         .map_err(|e| e.to_string())?;
     let mut gateway = Gateway::builder(host.clone()).max_body_bytes(config.max_body_bytes);
@@ -45,7 +48,42 @@ pub async fn build(config: &Config) -> Result<Gateway, String> {
             public: r.public,
         });
     }
-    gateway.build()
+    let triggers = Triggers::new(
+        host.clone(),
+        TriggerOptions {
+            state_path: Some(data_dir.join("triggers.redb")),
+            ..TriggerOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for (i, t) in config.object_triggers.iter().enumerate() {
+        triggers
+            .add_object_trigger(ObjectTrigger {
+                tenant: t.tenant.clone(),
+                function: t.function.clone(),
+                container: t.container.clone(),
+                prefix: t.prefix.clone(),
+                suffix: t.suffix.clone(),
+            })
+            .map_err(|e| format!("object_triggers[{i}]: {e}"))?;
+    }
+    for (i, t) in config.queue_triggers.iter().enumerate() {
+        triggers
+            .add_queue_trigger(t.trigger())
+            .map_err(|e| format!("queue_triggers[{i}]: {e}"))?;
+    }
+    for (i, t) in config.schedules.iter().enumerate() {
+        triggers
+            .add_schedule(ScheduleTrigger {
+                tenant: t.tenant.clone(),
+                function: t.function.clone(),
+                cron: t.cron.clone(),
+                timezone: t.timezone.clone(),
+                catch_up: t.catch_up,
+            })
+            .map_err(|e| format!("schedules[{i}]: {e}"))?;
+    }
+    Ok((gateway.build()?, triggers))
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or ctrl-c).
@@ -77,12 +115,14 @@ async fn shutdown_signal() {
 /// records are written before each response, so nothing is left to flush.
 pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<(), String> {
     let config = Config::load(config_path)?;
-    let gateway = build(&config).await?;
+    let (gateway, triggers) = build(&config).await?;
     let addr = listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("binding {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Events persisted before a crash are delivered now, while serving.
+    triggers.start();
     // Tests and scripts read this line to find the port.
     eprintln!("nimbus listening on http://{local}");
     tracing::info!(%local, "listening");
@@ -104,8 +144,15 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
             std::future::pending::<()>().await;
         }
     };
+    // Triggers drain alongside the listener: no new deliveries, running
+    // invocations finish; undelivered events and messages stay durable.
+    let drained = async {
+        let r = server.await;
+        triggers.shutdown().await;
+        r
+    };
     tokio::select! {
-        r = server => r?,
+        r = drained => r?,
         () = deadline => eprintln!("nimbus drain timeout: closing with requests in flight"),
     }
     eprintln!("nimbus stopped");

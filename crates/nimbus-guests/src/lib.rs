@@ -26,6 +26,7 @@ pub const GUESTS: &[&str] = &[
     "blob-store",
     "publisher",
     "thumbnail",
+    "chain",
     "hello-http",
     "wstd-http",
 ];
