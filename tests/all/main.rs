@@ -4,6 +4,7 @@
 
 mod billing;
 mod cli;
+mod crash;
 mod deploy;
 mod files;
 mod http;

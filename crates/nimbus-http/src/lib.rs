@@ -11,6 +11,9 @@
 //! | `GET /metrics` | Prometheus text exposition of the host's registry |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (503 while draining) |
 //! | `/admin/v1/tenants/{tenant}/functions[/{name}]` | list, deploy (`PUT` a component), delete — admin key |
+//! | `/storage/v1/{tenant}/{container}[/{key…}]` | object storage, S3-like — tenant key ([`storage`]) |
+//! | `/queues/v1/{tenant}/{queue}[/messages]` | send to a durable queue, its stats — tenant key ([`queues`]) |
+//! | `/admin/v1/tenants/{tenant}/queues/{queue}[/dead-letters\|/redrive]` | queue stats, dead letters, redrive — admin key |
 //!
 //! Functions are key-protected unless their route or the function is public:
 //! `Authorization: Bearer <tenant key>`; a wrong or missing key is a 401 with
@@ -21,6 +24,11 @@
 //! resource limit, 502 a guest that produced no valid response. Every
 //! response to an invocation carries `x-nimbus-invocation-id`; error bodies
 //! are JSON with the invocation id and never guest internals.
+//!
+//! Storage and queue requests are not invocations and are never billed as
+//! such. Their routes take precedence over the default route, so a
+//! function `v1` of a tenant named `storage` or `queues` is reachable only
+//! through a configured route.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -39,6 +47,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use nimbus_core::{Error, Event, FunctionConfig, FunctionHandle, FunctionLimits, Host};
 use serde::Deserialize;
+
+pub mod queues;
+pub mod storage;
 
 /// Response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
@@ -144,6 +155,7 @@ impl GatewayBuilder {
         for key in self.public {
             public.insert(key, ());
         }
+        let storage_requests = storage::requests_counter(&self.host);
         Ok(Gateway {
             inner: Arc::new(Inner {
                 host: self.host,
@@ -153,6 +165,7 @@ impl GatewayBuilder {
                 public,
                 max_body_bytes: self.max_body_bytes,
                 ready: AtomicBool::new(true),
+                storage_requests,
             }),
         })
     }
@@ -171,6 +184,7 @@ struct Inner {
     public: DashMap<(String, String), ()>,
     max_body_bytes: usize,
     ready: AtomicBool,
+    storage_requests: nimbus_core::prometheus::IntCounterVec,
 }
 
 /// The gateway; cheap to clone.
@@ -221,6 +235,8 @@ impl Gateway {
                 "/admin/v1/tenants/{tenant}/functions/{name}/logs",
                 get(admin_logs),
             )
+            .merge(storage::routes())
+            .merge(queues::routes())
             .fallback(invoke)
             .with_state(self.clone())
     }
@@ -316,6 +332,21 @@ fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
         Some(k) if key_matches(k, &gw.inner.admin_keys) => Ok(()),
         Some(_) => Err(unauthorized("invalid admin key")),
         None => Err(unauthorized("missing `Authorization: Bearer <admin key>`")),
+    }
+}
+
+/// The key check of invocations, for every tenant API: the bearer key must
+/// be one of `tenant`'s keys (so the tenant named in a path is the caller).
+#[allow(clippy::result_large_err)]
+fn check_tenant_key(gw: &Gateway, tenant: &str, headers: &HeaderMap) -> Result<(), Response> {
+    let gate = gw.tenant_gate(tenant);
+    let keys = gate.as_ref().map(|g| g.keys.as_slice()).unwrap_or_default();
+    match bearer(headers) {
+        Some(k) if key_matches(k, keys) => Ok(()),
+        Some(_) => Err(unauthorized("invalid API key for this tenant")),
+        None => Err(unauthorized(
+            "missing `Authorization: Bearer <tenant API key>`",
+        )),
     }
 }
 
@@ -616,17 +647,8 @@ async fn invoke(State(gw): State<Gateway>, req: Request) -> Response {
     let gate = gw.tenant_gate(&target.tenant);
 
     let public = target.public || gw.is_public(&target.tenant, &target.function);
-    if !public {
-        let keys = gate.as_ref().map(|g| g.keys.as_slice()).unwrap_or_default();
-        match bearer(req.headers()) {
-            Some(k) if key_matches(k, keys) => {}
-            Some(_) => return refuse(unauthorized("invalid API key for this tenant")),
-            None => {
-                return refuse(unauthorized(
-                    "missing `Authorization: Bearer <tenant API key>`",
-                ));
-            }
-        }
+    if !public && let Err(r) = check_tenant_key(&gw, &target.tenant, req.headers()) {
+        return refuse(r);
     }
 
     let max = gw.inner.max_body_bytes;
