@@ -7,7 +7,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use nimbus_core::nimbus_blob::{BlobBackend, WriteOptions};
+use nimbus_core::nimbus_blob::WriteOptions;
 use nimbus_core::nimbus_queue::{QueueStore, now_ms};
 use nimbus_core::{FunctionConfig, Host, JsonLinesLedger, Limits, Outcome, Trigger};
 use nimbus_triggers::{ObjectTrigger, TriggerOptions, Triggers};

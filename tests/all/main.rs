@@ -13,6 +13,7 @@ mod limits;
 mod outbound;
 mod restart;
 mod services;
+mod storage_api;
 mod triggers;
 
 use std::path::PathBuf;
