@@ -43,7 +43,34 @@ grep -q '"level":"info"' <<<"$logs" || { echo "smoke: logs" >&2; exit 1; }
 n1=$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/counter" -d 'incr visits smoke')
 n2=$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/acme/counter" -d 'incr visits smoke')
 [ "$n2" = "$((n1 + 1))" ] || { echo "smoke: counter $n1 then $n2" >&2; exit 1; }
+# The seed's pipeline: upload an image, get its thumbnail.
+png=$(mktemp --suffix=.png)
+python3 scripts/make-png.py "$png" 640 400
+check 200 -H 'Authorization: Bearer demo-secret' -T "$png" "$base/storage/v1/demo/uploads/smoke.png"
+rm -f "$png"
+thumb=$(mktemp)
+for _ in $(seq 1 100); do
+    code=$(curl -s -o "$thumb" -w '%{http_code}' -H 'Authorization: Bearer demo-secret' \
+        "$base/storage/v1/demo/thumbnails/smoke.png")
+    [ "$code" = 200 ] && break
+    sleep 0.1
+done
+dims=$(python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(); print("%dx%d" % struct.unpack(">II", d[16:24]))' "$thumb")
+rm -f "$thumb"
+[ "$dims" = 128x80 ] || { echo "smoke: thumbnail $code $dims" >&2; cat "$log" >&2; exit 1; }
+# A queued message: published by a guest, consumed by the worker.
+q1=$(curl -s -H 'Authorization: Bearer acme-secret' "$base/acme/counter" -d 'get visits queued' || true)
+check 200 -H 'Authorization: Bearer acme-secret' "$base/acme/publisher" -d 'publish jobs incr visits queued'
+for _ in $(seq 1 100); do
+    q2=$(curl -s -H 'Authorization: Bearer acme-secret' "$base/acme/counter" -d 'get visits queued' || true)
+    [ "$q2" != "$q1" ] && break
+    sleep 0.1
+done
+case "$q1" in *[!0-9]*|"") q1=0 ;; esac
+[ "$q2" = "$((q1 + 1))" ] || { echo "smoke: queue $q1 then $q2" >&2; exit 1; }
 metrics=$(curl -sf "$base/metrics")
+grep -q 'nimbus_object_events_total{tenant="demo",container="uploads",result="delivered"}' <<<"$metrics" ||
+    { echo "smoke: object event metrics" >&2; exit 1; }
 grep -q 'nimbus_invocations_total{tenant="acme",function="hello",outcome="success"} 2' <<<"$metrics" ||
     { echo "smoke: metrics" >&2; echo "$metrics" >&2; exit 1; }
 kill -TERM $pid
