@@ -117,6 +117,14 @@ fn assert_fetched(inv: &HttpInvocation) {
     assert_eq!(inv.usage.outcome, Outcome::Success, "{:?}", inv.usage);
     assert_eq!(inv.usage.outbound_requests, 1, "{:?}", inv.usage);
     assert_eq!(inv.usage.denied_calls, 0, "{:?}", inv.usage);
+    // Body bytes: the upstream's answer in, nothing out (a GET).
+    assert_eq!(
+        inv.usage.outbound_bytes_received,
+        PONG.len() as u64,
+        "{:?}",
+        inv.usage
+    );
+    assert_eq!(inv.usage.outbound_bytes_sent, 0, "{:?}", inv.usage);
 }
 
 /// Asserts the host refused the guest's request: the guest saw
@@ -131,6 +139,7 @@ fn assert_denied(inv: &HttpInvocation) {
     assert_eq!(inv.usage.outcome, Outcome::Success, "{:?}", inv.usage);
     assert_eq!(inv.usage.outbound_requests, 0, "{:?}", inv.usage);
     assert_eq!(inv.usage.denied_calls, 1, "{:?}", inv.usage);
+    assert_eq!(inv.usage.outbound_bytes_received, 0, "{:?}", inv.usage);
 }
 
 fn outbound_metric(host: &Host, tenant: &str, function: &str) -> Option<f64> {
@@ -176,6 +185,13 @@ async fn granted_host_and_port_is_fetched() {
     assert_eq!(outbound_metric(&t.host, "t", "caller"), Some(1.0));
     assert_eq!(denied_metric(&t.host, "t", "caller"), Some(0.0));
     assert_eq!(ledger_counts(&t, "t", "caller"), (1, 0));
+    assert_eq!(
+        metric(
+            &t.host,
+            "nimbus_outbound_http_bytes_total{tenant=\"t\",function=\"caller\",direction=\"received\"}"
+        ),
+        Some(PONG.len() as f64)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

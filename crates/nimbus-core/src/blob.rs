@@ -420,10 +420,12 @@ impl container::HostStreamObjectNames for InvocationState {
             return Ok(Ok((Vec::new(), true)));
         }
         self.blob.ops += 1;
+        // One more than asked tells whether the listing ends here, so ask
+        // for at most one less than the backend's page: with a full page
+        // of `MAX_LIST_PAGE`, a longer listing would read as ended.
         let want = usize::try_from(len)
             .unwrap_or(usize::MAX)
-            .min(nimbus_blob::MAX_LIST_PAGE);
-        // One more than asked tells whether the listing ends here.
+            .min(nimbus_blob::MAX_LIST_PAGE - 1);
         let page = match self.blob.backend.list(
             &self.blob.tenant,
             &container,

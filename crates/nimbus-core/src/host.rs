@@ -750,6 +750,24 @@ struct OutboundHttp {
     allowed: Arc<[String]>,
     sent: u64,
     denied: u64,
+    /// Body bytes sent and received, counted as they stream (the bodies
+    /// outlive the hook call).
+    bytes_sent: Arc<std::sync::atomic::AtomicU64>,
+    bytes_received: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// `body`, counting its data bytes into `counter` as they pass.
+fn counted(
+    body: wasmtime_wasi_http::WasiBody,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+) -> wasmtime_wasi_http::WasiBody {
+    body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counter.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        frame
+    })
+    .boxed_unsync()
 }
 
 type SendResult = Result<
@@ -777,10 +795,12 @@ impl WasiHttpHooks for OutboundHttp {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         self.sent += 1;
+        let request = request.map(|b| counted(b, self.bytes_sent.clone()));
+        let received = self.bytes_received.clone();
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
-                response.map(BodyExt::boxed_unsync),
+                response.map(|b| counted(b.boxed_unsync(), received)),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
@@ -1603,6 +1623,8 @@ impl FunctionHandle {
                 allowed: f.outbound_hosts.clone(),
                 sent: 0,
                 denied: 0,
+                bytes_sent: Default::default(),
+                bytes_received: Default::default(),
             },
             config: f.config.clone(),
             entries: EntrySink::new(rt.max_log_bytes),
@@ -1670,6 +1692,11 @@ impl FunctionHandle {
         let state = store.into_data();
         let (peak, memory_refused) = (state.limiter.peak as u64, state.limiter.refused);
         let (outbound_sent, outbound_denied) = (state.hooks.sent, state.hooks.denied);
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let outbound_bytes = (
+            load(&state.hooks.bytes_sent),
+            load(&state.hooks.bytes_received),
+        );
         let kv = &state.kv;
         let (kv_reads, kv_writes, kv_denied) = (kv.reads, kv.writes, kv.denied);
         let blob = &state.blob;
@@ -1690,6 +1717,7 @@ impl FunctionHandle {
         usage.request_bytes = request_bytes;
         usage.trigger = cause.trigger;
         usage.outbound_requests = outbound_sent;
+        (usage.outbound_bytes_sent, usage.outbound_bytes_received) = outbound_bytes;
         usage.denied_calls = outbound_denied + kv_denied + blob_denied + msg_denied;
         usage.kv_reads = kv_reads;
         usage.kv_writes = kv_writes;
@@ -1745,6 +1773,8 @@ impl FunctionHandle {
             request_bytes: 0,
             response_bytes: 0,
             outbound_requests: 0,
+            outbound_bytes_sent: 0,
+            outbound_bytes_received: 0,
             denied_calls: 0,
             kv_reads: 0,
             kv_writes: 0,

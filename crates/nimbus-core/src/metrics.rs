@@ -110,6 +110,8 @@ pub(crate) struct FunctionMeters {
     request_bytes: AtomicU64,
     response_bytes: AtomicU64,
     outbound: AtomicU64,
+    outbound_sent: AtomicU64,
+    outbound_received: AtomicU64,
     denied: AtomicU64,
     kv_reads: AtomicU64,
     kv_writes: AtomicU64,
@@ -126,6 +128,9 @@ impl FunctionMeters {
         self.request_bytes.fetch_add(r.request_bytes, Relaxed);
         self.response_bytes.fetch_add(r.response_bytes, Relaxed);
         self.outbound.fetch_add(r.outbound_requests, Relaxed);
+        self.outbound_sent.fetch_add(r.outbound_bytes_sent, Relaxed);
+        self.outbound_received
+            .fetch_add(r.outbound_bytes_received, Relaxed);
         self.denied.fetch_add(r.denied_calls, Relaxed);
         self.kv_reads.fetch_add(r.kv_reads, Relaxed);
         self.kv_writes.fetch_add(r.kv_writes, Relaxed);
@@ -224,6 +229,11 @@ const KV_STORED: Family = Family {
     help: "Bytes (keys + values) a tenant keeps in key-value stores.",
     kind: MetricType::GAUGE,
 };
+const OUTBOUND_BYTES: Family = Family {
+    name: "nimbus_outbound_http_bytes_total",
+    help: "Outbound HTTP body bytes, by direction (sent, received).",
+    kind: MetricType::COUNTER,
+};
 const BLOB_OPS: Family = Family {
     name: "nimbus_blob_operations_total",
     help: "Blob store calls by guests (container and object operations).",
@@ -302,6 +312,7 @@ impl Metrics {
             desc(&PEAK_MEMORY, &["tenant"]),
             desc(&KV_STORED, &["tenant"]),
             desc(&BLOB_OPS, &tf),
+            desc(&OUTBOUND_BYTES, &["tenant", "function", "direction"]),
             desc(&BLOB_BYTES, &["tenant", "function", "direction"]),
             desc(&MESSAGES, &tf),
             desc(&BLOB_STORED, &["tenant"]),
@@ -354,6 +365,8 @@ impl Metrics {
                     denied: AtomicU64::new(0),
                     kv_reads: AtomicU64::new(0),
                     kv_writes: AtomicU64::new(0),
+                    outbound_sent: AtomicU64::new(0),
+                    outbound_received: AtomicU64::new(0),
                     blob_ops: AtomicU64::new(0),
                     blob_read: AtomicU64::new(0),
                     blob_written: AtomicU64::new(0),
@@ -414,6 +427,7 @@ impl Collector for Metrics {
         let (mut req_bytes, mut resp_bytes) = (Vec::new(), Vec::new());
         let (mut outbound, mut denied, mut kv_ops) = (Vec::new(), Vec::new(), Vec::new());
         let (mut blob_ops, mut blob_bytes, mut messages) = (Vec::new(), Vec::new(), Vec::new());
+        let mut outbound_bytes = Vec::new();
         for m in &functions {
             let tf = [("tenant", &*m.tenant.tenant), ("function", &*m.function)];
             for outcome in Outcome::ALL {
@@ -445,6 +459,15 @@ impl Collector for Metrics {
                 ));
             }
             messages.push(counter(m.published.load(Relaxed) as f64, &tf));
+            for (dir, n) in [
+                ("sent", &m.outbound_sent),
+                ("received", &m.outbound_received),
+            ] {
+                outbound_bytes.push(counter(
+                    n.load(Relaxed) as f64,
+                    &[tf[0], tf[1], ("direction", dir)],
+                ));
+            }
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -497,6 +520,7 @@ impl Collector for Metrics {
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
             family(&KV_STORED, stored),
             family(&BLOB_OPS, blob_ops),
+            family(&OUTBOUND_BYTES, outbound_bytes),
             family(&BLOB_BYTES, blob_bytes),
             family(&MESSAGES, messages),
             family(&BLOB_STORED, blob_stored),
@@ -525,6 +549,8 @@ mod tests {
             request_bytes: 0,
             response_bytes: 0,
             outbound_requests: 0,
+            outbound_bytes_sent: 0,
+            outbound_bytes_received: 0,
             denied_calls: 0,
             kv_reads: 0,
             kv_writes: 0,

@@ -94,6 +94,13 @@ pub struct UsageRecord {
     /// Outbound HTTP requests sent to granted hosts.
     #[serde(default)]
     pub outbound_requests: u64,
+    /// Outbound HTTP request body bytes sent.
+    #[serde(default)]
+    pub outbound_bytes_sent: u64,
+    /// Outbound HTTP response body bytes received (as far as the guest
+    /// read them, or the body arrived before the invocation ended).
+    #[serde(default)]
+    pub outbound_bytes_received: u64,
     /// Calls refused because the name was not granted (e.g. outbound HTTP to
     /// a host not on the allow-list).
     #[serde(default)]
@@ -307,6 +314,8 @@ mod tests {
             request_bytes: 0,
             response_bytes: 0,
             outbound_requests: 0,
+            outbound_bytes_sent: 0,
+            outbound_bytes_received: 0,
             denied_calls: 0,
             kv_reads: 0,
             kv_writes: 0,
