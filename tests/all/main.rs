@@ -14,6 +14,7 @@ mod outbound;
 mod restart;
 mod services;
 mod storage_api;
+mod thumbnail;
 mod triggers;
 
 use std::path::PathBuf;
