@@ -824,6 +824,27 @@ async fn queue_messages_are_durable_with_content_type_and_metadata() {
             ]
         );
     }
+    // An operator may feed a tenant's queue with the admin key; a tenant
+    // key is not an admin key.
+    api.call(Method::POST, "/admin/v1/tenants/acme/queues/jobs/messages")
+        .key(ACME_KEY)
+        .body("from a tenant key")
+        .await
+        .expect(401);
+    let r = api
+        .call(Method::POST, "/admin/v1/tenants/acme/queues/jobs/messages")
+        .key(ADMIN_KEY)
+        .body("from the operator")
+        .await
+        .expect(202);
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    let got = host
+        .queue_store()
+        .receive("acme", "jobs", 10, nimbus_queue::now_ms())
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id.to_string(), id);
+    assert_eq!(got[0].body, b"from the operator");
     // Posting is no invocation.
     assert_eq!(acme_invocations(host), 0);
 }

@@ -11,6 +11,7 @@
 //! | `POST /queues/v1/{tenant}/{queue}/messages` | the body is the message; its `Content-Type` is kept and each `x-nimbus-meta-<k>: <v>` header becomes metadata `(k, v)` (`k` lower-case, as HTTP header names are case-insensitive). 202 `{"id": …}` once the message is on disk. Sending creates the queue with the default config if it does not exist, as a guest's send does |
 //! | `GET /queues/v1/{tenant}/{queue}` | 200 `{"queue", "visible", "in_flight", "delayed", "dead", "oldest_age_ms"}` (`oldest_age_ms`: age of the oldest message still queued, `null` when none) |
 //! | `GET /admin/v1/tenants/{tenant}/queues/{queue}` | the same stats — admin key |
+//! | `POST /admin/v1/tenants/{tenant}/queues/{queue}/messages` | the same send — admin key (an operator feeding a tenant's queue) |
 //! | `GET …/dead-letters?limit=` | 200 `{"dead_letters": [{id, body, body_encoding, content_type, metadata, receive_count, last_error, sent_at_ms, dead_at_ms}]}`, oldest first, at most `limit` (default 100, cap 1000) |
 //! | `POST …/redrive` (optional JSON body `{"ids": [..]}`) | moves the listed dead letters (all without a body) back into the queue: 200 `{"redriven": n}`; ids not dead-lettered are skipped |
 //!
@@ -65,6 +66,10 @@ pub(crate) fn routes() -> Router<Gateway> {
         .route(
             "/admin/v1/tenants/{tenant}/queues/{queue}/redrive",
             post(admin_redrive),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/queues/{queue}/messages",
+            post(admin_send),
         )
 }
 
@@ -224,6 +229,30 @@ async fn send(
     if let Err(r) = check_tenant_key(&gw, &p.tenant, &headers) {
         return refuse(r);
     }
+    enqueue(gw, p, headers, body).await
+}
+
+/// `send` for operators: the same, with an admin key.
+async fn admin_send(
+    State(gw): State<Gateway>,
+    path: Result<Path<QueuePath>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let refuse = |r: Response| body_unread(r, has_body(&headers));
+    let Path(p) = match path {
+        Ok(p) => p,
+        Err(e) => return refuse(bad_path(e)),
+    };
+    if let Err(r) = check_admin(&gw, &headers) {
+        return refuse(r);
+    }
+    enqueue(gw, p, headers, body).await
+}
+
+/// Sends the request as a message, once the caller is authorized.
+async fn enqueue(gw: Gateway, p: QueuePath, headers: HeaderMap, body: Body) -> Response {
+    let refuse = |r: Response| body_unread(r, has_body(&headers));
     if let Err(r) = known_tenant(&gw, &p.tenant) {
         return refuse(r);
     }
