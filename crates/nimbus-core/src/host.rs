@@ -1643,7 +1643,13 @@ impl FunctionHandle {
                 tenant: f.tenant.name.clone(),
                 granted: f.blob_containers.clone(),
                 quota: limits.max_blob_bytes,
-                event_depth: cause.depth + 1,
+                // Only a chain of object-triggered invocations deepens:
+                // a write from an HTTP, queue or scheduled run starts one.
+                event_depth: if cause.trigger == Trigger::Object {
+                    cause.depth + 1
+                } else {
+                    0
+                },
                 notify: rt.subscriptions.clone(),
                 bytes_read: Default::default(),
                 bytes_written: 0,
