@@ -3,6 +3,7 @@
 //! `guests/` by the same builder users run.
 
 mod billing;
+mod blob;
 mod cli;
 mod crash;
 mod deploy;
@@ -10,6 +11,7 @@ mod files;
 mod http;
 mod kv;
 mod limits;
+mod messaging;
 mod outbound;
 mod restart;
 mod services;
