@@ -358,6 +358,16 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
         assert!(m.contains("wasmcloud:messaging/"), "{m}");
         assert!(m.contains("granted no topics"), "{m}");
     }
+    // A topic grant that cannot name a queue is refused at deploy, naming it.
+    let err = host
+        .deploy_with("t", "nopub", &guests().bytes("publisher"), topics(&["a.b"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("topic grant") && err.contains("\"a.b\""),
+        "{err}"
+    );
     assert!(!host.functions("t").contains(&"nopub".to_string()));
 }
 

@@ -503,7 +503,8 @@ impl FsBlobs {
             let Ok(tenant) = entry.file_name().into_string() else {
                 continue;
             };
-            if !entry.file_type()?.is_dir() {
+            // Not a tenant's directory (e.g. `lost+found`): not ours to sweep.
+            if !entry.file_type()?.is_dir() || check_tenant(&tenant).is_err() {
                 continue;
             }
             let dir = self.tenant_dir(&tenant)?;
@@ -1185,6 +1186,7 @@ mod tests {
             std::mem::forget(s);
             assert_eq!(files(dir.path(), "a"), 3);
         }
+        std::fs::create_dir_all(dir.path().join("data/lost+found")).unwrap();
         let b = FsBlobs::open(dir.path()).unwrap();
         assert_eq!(files(dir.path(), "a"), 2, "the orphan was swept");
         let ev = b.pending_events(10).unwrap();

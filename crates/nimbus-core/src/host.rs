@@ -1289,6 +1289,10 @@ impl Host {
         } else {
             None
         };
+        for topic in &spec.topics {
+            nimbus_queue::check_queue_name(topic)
+                .map_err(|e| Error::Config(format!("function `{name}`: topic grant: {e}")))?;
+        }
         // Granted containers exist from deploy on, the way a serverless
         // template declares its buckets next to its functions.
         for container in &spec.blob_containers {

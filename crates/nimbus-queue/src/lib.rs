@@ -72,6 +72,12 @@ mod tests;
 
 pub use store::QueueStore;
 
+/// Checks a queue name (1 to 80 of `A-Z a-z 0-9 _ -`), e.g. a topic grant
+/// at deploy, before anything is sent to it.
+pub fn check_queue_name(queue: &str) -> Result<(), QueueError> {
+    keys::QueueKey::new("t", queue).map(|_| ())
+}
+
 /// A queue's settings. Persisted per queue by [`QueueStore::configure`];
 /// a queue never configured uses [`QueueConfig::default`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
