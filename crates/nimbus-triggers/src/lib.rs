@@ -27,7 +27,7 @@
 //!   start. A tick that comes while the previous run is still going is
 //!   skipped (logged and counted), never run twice at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -322,13 +322,23 @@ const OBJECT_CONCURRENCY: usize = 16;
 async fn dispatch_objects(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
     let blob = inner.host.blob_store();
-    let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    // Events started and not yet known to be gone from the outbox. A
+    // delivery's event leaves this set only once a read that began after
+    // the delivery finished (acked, or given up on) has been made: a read
+    // that began before its ack committed still lists it, and would start
+    // it again.
+    let mut in_flight: HashSet<u64> = HashSet::new();
+    let mut tasks: HashMap<tokio::task::Id, u64> = HashMap::new();
+    let mut settled: Vec<u64> = Vec::new();
     let mut running = JoinSet::new();
-    loop {
-        while running.try_join_next().is_some() {}
+    'dispatch: loop {
+        while let Some(done) = running.try_join_next_with_id() {
+            settle(&mut tasks, &mut settled, done);
+        }
         if *stop.borrow() {
             break;
         }
+        let settled_before_read = std::mem::take(&mut settled);
         let b = blob.clone();
         let pending = tokio::task::spawn_blocking(move || b.pending_events(256)).await;
         let events = match pending {
@@ -342,18 +352,37 @@ async fn dispatch_objects(inner: Arc<Inner>) {
                 Vec::new()
             }
         };
-        let mut started = 0;
-        for ev in events {
-            if running.len() >= OBJECT_CONCURRENCY {
+        for seq in settled_before_read {
+            in_flight.remove(&seq);
+        }
+        let fresh: Vec<ObjectCreated> = events
+            .into_iter()
+            .filter(|ev| !in_flight.contains(&ev.seq))
+            .collect();
+        if fresh.is_empty() {
+            if stopped_during(&mut stop, inner.options.poll_interval).await {
                 break;
             }
-            if !lock(&in_flight).insert(ev.seq) {
-                continue;
+            continue;
+        }
+        // Start the whole read, taking a slot as soon as one frees rather
+        // than sleeping a poll interval and reading the outbox again.
+        for ev in fresh {
+            while running.len() >= OBJECT_CONCURRENCY {
+                tokio::select! {
+                    Some(done) = running.join_next_with_id() => {
+                        settle(&mut tasks, &mut settled, done);
+                    }
+                    _ = stop.changed() => break 'dispatch,
+                }
             }
-            started += 1;
-            let (inner, in_flight) = (inner.clone(), in_flight.clone());
-            running.spawn(async move {
-                let seq = ev.seq;
+            if *stop.borrow() {
+                break 'dispatch;
+            }
+            let seq = ev.seq;
+            in_flight.insert(seq);
+            let inner = inner.clone();
+            let task = running.spawn(async move {
                 if deliver_object(&inner, ev).await {
                     let b = inner.host.blob_store();
                     match tokio::task::spawn_blocking(move || b.ack_event(seq)).await {
@@ -362,15 +391,31 @@ async fn dispatch_objects(inner: Arc<Inner>) {
                         Err(e) => tracing::error!(error = %e, seq, "acking object event"),
                     }
                 }
-                lock(&in_flight).remove(&seq);
+                seq
             });
-        }
-        if started == 0 && stopped_during(&mut stop, inner.options.poll_interval).await {
-            break;
+            tasks.insert(task.id(), seq);
         }
     }
     // Let deliveries in progress finish; unacked events stay in the outbox.
     while running.join_next().await.is_some() {}
+}
+
+/// Records a finished delivery (even one whose task panicked) as settled.
+fn settle(
+    tasks: &mut HashMap<tokio::task::Id, u64>,
+    settled: &mut Vec<u64>,
+    done: Result<(tokio::task::Id, u64), tokio::task::JoinError>,
+) {
+    let id = match &done {
+        Ok((id, _)) => *id,
+        Err(e) => {
+            tracing::error!(error = %e, "object event delivery failed");
+            e.id()
+        }
+    };
+    if let Some(seq) = tasks.remove(&id) {
+        settled.push(seq);
+    }
 }
 
 fn object_event(ev: &ObjectCreated) -> Event {
