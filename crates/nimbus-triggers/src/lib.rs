@@ -580,6 +580,21 @@ async fn consume_queue(inner: Arc<Inner>, t: QueueTrigger) {
         if *stop.borrow() {
             break;
         }
+        // `receive` is a durable write even when it finds nothing; a read
+        // first keeps an idle consumer from syncing the disk every poll.
+        let now = nimbus_core::nimbus_queue::now_ms();
+        match queues.next_visible_at_ms(&t.tenant, &t.queue) {
+            Ok(Some(at)) if at <= now => {}
+            Ok(next) => {
+                let wait = next.map_or(poll, |at| poll.min(Duration::from_millis(at - now)));
+                if stopped_during(&mut stop, wait).await {
+                    break;
+                }
+                continue;
+            }
+            // Let `receive` report it (and back off).
+            Err(_) => {}
+        }
         let (q, tenant, queue, n) = (
             queues.clone(),
             t.tenant.clone(),
