@@ -17,8 +17,8 @@ use nimbus_core::{
     PoolConfig, Report, Trigger, UsageRecord,
 };
 
+use crate::guests;
 use crate::http::{Client, NimbusServe};
-use crate::{event, guests};
 
 /// A host whose ledger (`usage.jsonl`) and data directory (`data/`, blobs
 /// under `data/blobs`) live in a fresh temporary directory.
@@ -96,15 +96,7 @@ async fn deploy_blobs(host: &Host, tenant: &str, function: &str, granted: &[&str
     .unwrap_or_else(|e| panic!("deploy {tenant}/{function} granted {granted:?}: {e}"));
 }
 
-async fn call(
-    host: &Host,
-    tenant: &str,
-    function: &str,
-    command: &str,
-) -> Result<Invocation, Error> {
-    host.invoke(tenant, function, event(command.as_bytes()))
-        .await
-}
+use crate::command as call;
 
 /// The invocation of a command that must succeed.
 async fn done(host: &Host, tenant: &str, function: &str, command: &str) -> Invocation {

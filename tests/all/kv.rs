@@ -8,11 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use nimbus_core::{
-    Error, FunctionConfig, GuestError, Host, Invocation, JsonLinesLedger, Limits, Outcome,
-    PoolConfig, Report,
+    Error, FunctionConfig, GuestError, Host, JsonLinesLedger, Limits, Outcome, PoolConfig, Report,
 };
 
-use crate::{event, guests};
+use crate::guests;
 
 /// A host with its ledger (`usage.jsonl`) and data directory (`data/`) in a
 /// fresh temporary directory.
@@ -66,15 +65,7 @@ async fn deploy_kv(host: &Host, tenant: &str, function: &str, granted: &[&str]) 
     .unwrap_or_else(|e| panic!("deploy {tenant}/{function} granted {granted:?}: {e}"));
 }
 
-async fn call(
-    host: &Host,
-    tenant: &str,
-    function: &str,
-    command: &str,
-) -> Result<Invocation, Error> {
-    host.invoke(tenant, function, event(command.as_bytes()))
-        .await
-}
+use crate::command as call;
 
 /// The response of a command that must succeed, as text.
 async fn ok(host: &Host, tenant: &str, function: &str, command: &str) -> String {

@@ -70,6 +70,17 @@ pub async fn tenant_with(host: &Host, tenant: &str, limits: Limits, functions: &
     }
 }
 
+/// Invokes `tenant/function` with `text` as the event data (the sample
+/// guests take a command line).
+pub async fn command(
+    host: &Host,
+    tenant: &str,
+    function: &str,
+    text: &str,
+) -> Result<nimbus_core::Invocation, nimbus_core::Error> {
+    host.invoke(tenant, function, event(text.as_bytes())).await
+}
+
 pub fn event(data: &[u8]) -> Event {
     Event::new("test.event", "/tests", data.to_vec())
 }

@@ -15,8 +15,8 @@ use nimbus_core::{
     PoolConfig, Report,
 };
 
+use crate::guests;
 use crate::http::{Client, NimbusServe};
-use crate::{event, guests};
 
 fn builder(dir: &Path) -> nimbus_core::HostBuilder {
     Host::builder()
@@ -48,15 +48,7 @@ async fn deploy_publisher(host: &Host, tenant: &str, function: &str, granted: &[
     .unwrap_or_else(|e| panic!("deploy {tenant}/{function} granted {granted:?}: {e}"));
 }
 
-async fn call(
-    host: &Host,
-    tenant: &str,
-    function: &str,
-    command: &str,
-) -> Result<Invocation, Error> {
-    host.invoke(tenant, function, event(command.as_bytes()))
-        .await
-}
+use crate::command as call;
 
 /// A command that must succeed (answering `ok`).
 async fn publish(host: &Host, tenant: &str, function: &str, command: &str) -> Invocation {
