@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
-use nimbus_core::nimbus_queue::{Delivery, QueueStore, now_ms};
+use nimbus_core::nimbus_queue::{Delivery, QueueBackend, QueueStore, now_ms};
 use nimbus_core::{
     Error, FunctionConfig, GuestError, Host, Invocation, JsonLinesLedger, Limits, Outcome,
     PoolConfig, Report,
@@ -91,7 +91,7 @@ fn shorten(s: &str) -> String {
 
 /// Everything receivable now in `tenant`'s queue `topic` (received, so
 /// hidden for the visibility timeout afterwards).
-fn receive_all(queues: &QueueStore, tenant: &str, topic: &str) -> Vec<Delivery> {
+fn receive_all(queues: &dyn QueueBackend, tenant: &str, topic: &str) -> Vec<Delivery> {
     let mut all = Vec::new();
     loop {
         let batch = queues
@@ -164,7 +164,7 @@ async fn published_messages_are_in_the_tenants_queue_and_counted() {
     let done = publish(host, "t", "pub", "publish orders order 1:  two spaces kept").await;
     assert_eq!(done.usage.messages_published, 1, "{:?}", done.usage);
     assert_eq!(done.usage.denied_calls, 0);
-    let got = receive_all(&queues, "t", "orders");
+    let got = receive_all(&*queues, "t", "orders");
     assert_eq!(got.len(), 1, "{got:?}");
     let m = &got[0];
     assert_eq!(m.body, b"order 1:  two spaces kept");
@@ -184,10 +184,10 @@ async fn published_messages_are_in_the_tenants_queue_and_counted() {
     // Many from one invocation, in order; one topic does not see another's.
     let done = publish(host, "t", "pub", "publish-many audit 25").await;
     assert_eq!(done.usage.messages_published, 25);
-    let got = receive_all(&queues, "t", "audit");
+    let got = receive_all(&*queues, "t", "audit");
     let expected: Vec<String> = (0..25).map(|i| format!("msg-{i}")).collect();
     assert_eq!(bodies(&got), expected);
-    assert!(receive_all(&queues, "t", "orders").is_empty());
+    assert!(receive_all(&*queues, "t", "orders").is_empty());
     let done = publish(host, "t", "pub", "publish-many orders 0").await;
     assert_eq!(done.usage.messages_published, 0);
 
@@ -203,7 +203,7 @@ async fn published_messages_are_in_the_tenants_queue_and_counted() {
     for task in tasks {
         task.await.expect("invocation task");
     }
-    let mut got = bodies(&receive_all(&queues, "t", "orders"));
+    let mut got = bodies(&receive_all(&*queues, "t", "orders"));
     got.sort();
     let mut expected: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     expected.sort();
@@ -272,17 +272,17 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
     publish(host, "t", "pub", "publish borders for t borders").await;
     publish(host, "b", "pub", "publish orders for b").await;
     publish(host, "tb", "pub", "publish orders for tb").await;
-    assert_eq!(bodies(&receive_all(&queues, "t", "orders")), ["for t"]);
+    assert_eq!(bodies(&receive_all(&*queues, "t", "orders")), ["for t"]);
     assert_eq!(
-        bodies(&receive_all(&queues, "t", "borders")),
+        bodies(&receive_all(&*queues, "t", "borders")),
         ["for t borders"]
     );
-    assert_eq!(bodies(&receive_all(&queues, "b", "orders")), ["for b"]);
-    assert_eq!(bodies(&receive_all(&queues, "tb", "orders")), ["for tb"]);
+    assert_eq!(bodies(&receive_all(&*queues, "b", "orders")), ["for b"]);
+    assert_eq!(bodies(&receive_all(&*queues, "tb", "orders")), ["for tb"]);
     // The other function of t, granted `secret`, publishes there.
     publish(host, "t", "other", "publish secret granted here").await;
     assert_eq!(
-        bodies(&receive_all(&queues, "t", "secret")),
+        bodies(&receive_all(&*queues, "t", "secret")),
         ["granted here"]
     );
     let pair = |t: &str, q: &str| (t.to_string(), q.to_string());
@@ -380,7 +380,7 @@ async fn published_messages_survive_a_restart_of_the_host() {
     let host = builder(dir.path())
         .build()
         .unwrap_or_else(|e| panic!("a new host on the same data directory: {e}"));
-    let got = receive_all(&host.queue_store(), "t", "orders");
+    let got = receive_all(&*host.queue_store(), "t", "orders");
     assert_eq!(bodies(&got), ["before restart", "msg-0", "msg-1", "msg-2"]);
     assert!(got.iter().all(|d| {
         d.receive_count == 1

@@ -32,7 +32,7 @@ use nimbus_bindings::KvBucket;
 use nimbus_bindings::kv::{atomics, batch, store as kvstore};
 use nimbus_blob::{BlobBackend, FsBlobs};
 use nimbus_kv::{KvBackend, KvError, Namespace, RedbKv};
-use nimbus_queue::QueueStore;
+use nimbus_queue::{QueueBackend, QueueStore};
 
 use crate::blob::BlobAccess;
 use crate::messaging::MessagingAccess;
@@ -117,6 +117,7 @@ pub struct HostBuilder {
     data_dir: Option<PathBuf>,
     kv: Option<Arc<dyn KvBackend>>,
     blob: Option<Arc<dyn BlobBackend>>,
+    queues: Option<Arc<dyn QueueBackend>>,
 }
 
 impl std::fmt::Debug for dyn UsageSink {
@@ -143,6 +144,7 @@ impl Default for HostBuilder {
             data_dir: None,
             kv: None,
             blob: None,
+            queues: None,
         }
     }
 }
@@ -248,6 +250,13 @@ impl HostBuilder {
         self
     }
 
+    /// Use this queue backend (messaging and queue triggers) instead of the
+    /// embedded one (`<data_dir>/queues.redb`).
+    pub fn queue_backend(mut self, queues: Arc<dyn QueueBackend>) -> Self {
+        self.queues = Some(queues);
+        self
+    }
+
     /// Send usage records to a custom sink instead of a ledger file.
     pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
         self.sink = Some(sink);
@@ -335,8 +344,13 @@ impl HostBuilder {
         };
         std::fs::create_dir_all(&data_root)
             .map_err(|e| Error::Config(format!("data dir {}: {e}", data_root.display())))?;
-        let queues = QueueStore::open(&data_root.join("queues.redb"))
-            .map_err(|e| Error::Config(format!("queue store: {e}")))?;
+        let queues: Arc<dyn QueueBackend> = match self.queues {
+            Some(q) => q,
+            None => Arc::new(
+                QueueStore::open(&data_root.join("queues.redb"))
+                    .map_err(|e| Error::Config(format!("queue store: {e}")))?,
+            ),
+        };
         let registry = self.registry.unwrap_or_default();
         let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
         registry
@@ -895,7 +909,7 @@ struct Runtime {
     logs: LogStore,
     kv: Arc<dyn KvBackend>,
     blob: Arc<dyn BlobBackend>,
-    queues: QueueStore,
+    queues: Arc<dyn QueueBackend>,
     /// (tenant, container) pairs some function subscribes to: writes there
     /// persist an object-created event with the object.
     subscriptions: crate::blob::Subscriptions,
@@ -1411,7 +1425,7 @@ impl Host {
     }
 
     /// The durable queues behind `wasmcloud:messaging` and queue triggers.
-    pub fn queue_store(&self) -> QueueStore {
+    pub fn queue_store(&self) -> Arc<dyn QueueBackend> {
         self.inner.runtime.queues.clone()
     }
 

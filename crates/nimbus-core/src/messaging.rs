@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use nimbus_bindings::messaging::{producer, types};
 use nimbus_bindings::{Message, MessagingClient};
-use nimbus_queue::{OutgoingMessage, QueueStore};
+use nimbus_queue::{OutgoingMessage, QueueBackend};
 use wasmtime::component::Resource;
 
 use crate::host::InvocationState;
@@ -21,7 +21,7 @@ const MAX_METADATA_BYTES: usize = 8 << 10;
 
 /// An invocation's publishing rights and what it published.
 pub(crate) struct MessagingAccess {
-    pub queues: QueueStore,
+    pub queues: Arc<dyn QueueBackend>,
     pub tenant: Arc<str>,
     pub granted: Arc<[String]>,
     pub published: u64,
