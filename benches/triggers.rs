@@ -612,8 +612,8 @@ fn main() {
     );
     println!("\n  durable commits (each with an fsync) per message:");
     println!(
-        "    queue:   send 1; trigger: receive 1 per batch + ack 1 \
-         (2 at batch 1, 1.1 at batch 10)"
+        "    queue:   send 1; trigger: receive 1 + ack 1 per batch \
+         (2 at batch 1, 0.2 at batch 10)"
     );
     println!(
         "    objects: write: file and directory fsyncs + 1 redb commit, \

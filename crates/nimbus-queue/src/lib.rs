@@ -95,6 +95,20 @@ pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
         now_ms: u64,
     ) -> Result<Vec<Delivery>, QueueError>;
     fn ack(&self, tenant: &str, queue: &str, receipt: &Receipt) -> Result<(), QueueError>;
+    /// Acks a batch; one answer per receipt (a stale one does not stop the
+    /// others). The default acks one by one; a backend with transactions
+    /// commits them together.
+    fn ack_many(
+        &self,
+        tenant: &str,
+        queue: &str,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        Ok(receipts
+            .iter()
+            .map(|r| self.ack(tenant, queue, r))
+            .collect())
+    }
     fn nack(
         &self,
         tenant: &str,
@@ -148,6 +162,14 @@ impl QueueBackend for QueueStore {
     }
     fn ack(&self, tenant: &str, queue: &str, receipt: &Receipt) -> Result<(), QueueError> {
         QueueStore::ack(self, tenant, queue, receipt)
+    }
+    fn ack_many(
+        &self,
+        tenant: &str,
+        queue: &str,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        QueueStore::ack_many(self, tenant, queue, receipts)
     }
     fn nack(
         &self,

@@ -477,6 +477,34 @@ impl QueueStore {
         })
     }
 
+    /// Acks several deliveries in one durable commit (a consumer's batch):
+    /// one fsync instead of one per message. Each receipt gets its own
+    /// answer — a stale one is reported and the others still commit.
+    pub fn ack_many(
+        &self,
+        tenant: &str,
+        queue: &str,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let q = QueueKey::new(tenant, queue)?;
+        self.write(|txn| {
+            existing_config(&txn.open_table(QUEUES)?, &q, tenant, queue)?;
+            let mut t = Tables::open(txn)?;
+            let mut out = Vec::with_capacity(receipts.len());
+            for receipt in receipts {
+                match t.in_flight(&q, receipt) {
+                    Ok(rec) => {
+                        t.delete(&q, receipt.id, &rec)?;
+                        out.push(Ok(()));
+                    }
+                    Err(e @ QueueError::StaleReceipt(_)) => out.push(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// The delivery failed with `error`. If the message has been received
     /// `max_receive_count` times it is dead-lettered ([`Nack::DeadLetter`]);
     /// otherwise it is receivable again after

@@ -94,6 +94,29 @@ fn ack_deletes_the_message() {
 }
 
 #[test]
+fn ack_many_deletes_a_batch_and_reports_stale_receipts_one_by_one() {
+    let (_dir, s) = store();
+    for m in ["a", "b", "c", "d"] {
+        send(&s, "t", "q", m, T0);
+    }
+    let batch = s.receive("t", "q", 3, T0).unwrap();
+    s.ack("t", "q", &batch[1].receipt).unwrap();
+    let receipts: Vec<_> = batch.iter().map(|d| d.receipt).collect();
+    let answers = s.ack_many("t", "q", &receipts).unwrap();
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert!(
+        matches!(answers[1], Err(QueueError::StaleReceipt(_))),
+        "{answers:?}"
+    );
+    let later = T0 + 3_600_000;
+    assert_eq!(bodies(&s.receive("t", "q", 10, later).unwrap()), ["d"]);
+    assert!(matches!(
+        s.ack_many("t", "nope", &receipts),
+        Err(QueueError::UnknownQueue { .. })
+    ));
+}
+
+#[test]
 fn a_receipt_is_stale_once_the_message_is_delivered_again() {
     let (_dir, s) = store();
     configured(

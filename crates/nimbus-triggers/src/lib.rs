@@ -627,11 +627,37 @@ async fn consume_queue(inner: Arc<Inner>, t: QueueTrigger) {
             let (inner, t) = (inner.clone(), t.clone());
             running.spawn(async move { process_message(&inner, &t, d).await });
         }
-        while running.join_next().await.is_some() {}
+        // Successes are acked together, one durable commit per batch
+        // instead of one per message (measured: benches/triggers.rs). A
+        // crash before it redelivers them: at least once.
+        let mut done = Vec::new();
+        while let Some(r) = running.join_next().await {
+            if let Ok(Some(receipt)) = r {
+                done.push(receipt);
+            }
+        }
+        if !done.is_empty() {
+            let (q, tenant, queue) = (queues.clone(), t.tenant.clone(), t.queue.clone());
+            match blocking(move || q.ack_many(&tenant, &queue, &done)).await {
+                Ok(answers) => {
+                    for e in answers.into_iter().filter_map(Result::err) {
+                        // Redelivered after its visibility timeout.
+                        tracing::warn!(queue = %t.queue, error = %e, "ack failed");
+                    }
+                }
+                Err(e) => tracing::warn!(queue = %t.queue, error = %e, "ack failed"),
+            }
+        }
     }
 }
 
-async fn process_message(inner: &Inner, t: &QueueTrigger, d: Delivery) {
+/// Runs one message; failures are nacked here, a success's receipt is
+/// returned for the batch's ack.
+async fn process_message(
+    inner: &Inner,
+    t: &QueueTrigger,
+    d: Delivery,
+) -> Option<nimbus_core::nimbus_queue::Receipt> {
     let result = match inner.host.function(&t.tenant, &t.function) {
         Ok(f) => f
             .invoke_with(queue_event(t, &d), Cause::new(Trigger::Queue))
@@ -643,12 +669,7 @@ async fn process_message(inner: &Inner, t: &QueueTrigger, d: Delivery) {
     let queues = inner.host.queue_store();
     let (tenant, queue, receipt) = (t.tenant.clone(), t.queue.clone(), d.receipt);
     match result {
-        Ok(()) => {
-            if let Err(e) = blocking(move || queues.ack(&tenant, &queue, &receipt)).await {
-                // Redelivered after its visibility timeout: at least once.
-                tracing::warn!(queue = %t.queue, id = %d.id, error = %e, "ack failed");
-            }
-        }
+        Ok(()) => Some(receipt),
         Err(error) => {
             let why = error.clone();
             let nacked = blocking(move || {
@@ -672,6 +693,7 @@ async fn process_message(inner: &Inner, t: &QueueTrigger, d: Delivery) {
                 }
                 Err(e) => tracing::warn!(queue = %t.queue, id = %d.id, error = %e, "nack failed"),
             }
+            None
         }
     }
 }
