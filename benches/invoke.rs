@@ -26,9 +26,10 @@
 
 #[path = "common/paired.rs"]
 mod paired;
+#[path = "common/reports.rs"]
+mod reports;
 use paired::{PairedStat, paired};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -721,39 +722,6 @@ fn paired_echo(s: &Setup, st: &Steps) -> Vec<(Variant, PairedStat)> {
 // ---------------------------------------------------------------------------
 // Summary
 
-/// Where criterion writes its reports, found the way criterion finds it
-/// (`CRITERION_HOME`, else `<target dir>/criterion`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("criterion")
-}
-
-/// The mean of one benchmark in ns, from this run only.
-fn mean_ns(group: &str, function: &str, since: SystemTime) -> Result<f64, String> {
-    let path = criterion_dir()
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let modified = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .map_err(|_| "not measured".to_string())?;
-    if modified < since {
-        return Err("not measured in this run".into());
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    json["mean"]["point_estimate"]
-        .as_f64()
-        .ok_or_else(|| format!("{}: no mean.point_estimate", path.display()))
-}
-
 fn human(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
@@ -926,4 +894,9 @@ fn main() {
     let deadline = bench_deadline(&mut c, &s, since);
     c.final_summary();
     summary(since, &Paired { echo, deadline });
+}
+
+/// The mean of one benchmark in ns, from this run only.
+fn mean_ns(group: &str, function: &str, since: SystemTime) -> Result<f64, String> {
+    reports::estimate_ns(group, function, since, "mean")
 }

@@ -30,9 +30,11 @@
 
 #[path = "common/paired.rs"]
 mod paired;
+#[path = "common/reports.rs"]
+mod reports;
 use paired::{PairedStat, paired};
+use reports::target_dir;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -66,13 +68,6 @@ struct Setup {
     guest: FunctionHandle,
     _host: Host,
     dir: tempfile::TempDir,
-}
-
-/// The target directory, found the way criterion finds it.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 fn setup() -> Setup {
@@ -311,38 +306,6 @@ fn paired_group(
 // ---------------------------------------------------------------------------
 // Summary
 
-/// Where criterion writes its reports, found the way criterion finds it
-/// (`CRITERION_HOME`, else `<target dir>/criterion`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    target_dir().join("criterion")
-}
-
-/// The median of one benchmark in ns, from this run only: the median rather
-/// than the mean (benches/invoke.rs), as fsync times come in bursts when
-/// anything else writes to the disk, which would swamp a mean.
-fn median_ns(group: &str, function: &str, since: SystemTime) -> Result<f64, String> {
-    let path = criterion_dir()
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let modified = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .map_err(|_| "not measured".to_string())?;
-    if modified < since {
-        return Err("not measured in this run".into());
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    json["median"]["point_estimate"]
-        .as_f64()
-        .ok_or_else(|| format!("{}: no median.point_estimate", path.display()))
-}
-
 /// A variant's criterion median, per operation.
 fn per_op(v: Variant, since: SystemTime) -> Result<f64, String> {
     let (group, function) = v.criterion_id();
@@ -480,4 +443,9 @@ fn main() {
     let set = paired_group(&s, Variant::SET, PAIRED_SET, since);
     c.final_summary();
     summary(&s, since, &PairedGroups { get, set });
+}
+
+/// The median of one benchmark in ns, from this run only.
+fn median_ns(group: &str, function: &str, since: SystemTime) -> Result<f64, String> {
+    reports::estimate_ns(group, function, since, "median")
 }

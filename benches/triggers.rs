@@ -60,9 +60,12 @@
 
 #[path = "common/paired.rs"]
 mod paired;
+#[path = "common/reports.rs"]
+mod reports;
 use paired::{PairedStat, paired};
+use reports::target_dir;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nimbus_core::nimbus_blob::WriteOptions;
@@ -99,13 +102,6 @@ const FLOOR: TableDefinition<&[u8], &[u8]> = TableDefinition::new("floor");
 
 // ---------------------------------------------------------------------------
 // Setup
-
-/// The target directory, found the way criterion finds it.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
 
 /// 1 ms, or `TRIGGERS_BENCH_POLL_MS` (e.g. 50, the default of
 /// `TriggerOptions`, to see what the setting costs).
