@@ -145,7 +145,7 @@ impl Client {
         }
     }
 
-    fn get(&self, path: &str) -> Call<'_> {
+    pub(crate) fn get(&self, path: &str) -> Call<'_> {
         self.call(Method::GET, path)
     }
 
@@ -217,7 +217,7 @@ impl Call<'_> {
         self.try_send_body(Full::new(Bytes::new()).boxed()).await
     }
 
-    async fn send(self) -> Reply {
+    pub(crate) async fn send(self) -> Reply {
         self.body(Bytes::new()).await
     }
 
