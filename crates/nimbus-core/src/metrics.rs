@@ -252,8 +252,9 @@ struct Counter {
     /// An extra label telling rows of one family apart.
     label: Option<(&'static str, &'static str)>,
     read: fn(&UsageRecord) -> u64,
-    /// Exposed value = counted value × scale (ms → s).
-    scale: f64,
+    /// Exposed value = counted value / divisor (1e3: ms → s). A division,
+    /// as the ledger's readers compute it, so both give the same float.
+    divisor: f64,
 }
 
 const fn row(family: &'static Family, read: fn(&UsageRecord) -> u64) -> Counter {
@@ -261,7 +262,7 @@ const fn row(family: &'static Family, read: fn(&UsageRecord) -> u64) -> Counter 
         family,
         label: None,
         read,
-        scale: 1.0,
+        divisor: 1.0,
     }
 }
 
@@ -274,7 +275,7 @@ const fn labelled(
         family,
         label: Some(label),
         read,
-        scale: 1.0,
+        divisor: 1.0,
     }
 }
 
@@ -282,7 +283,7 @@ const fn labelled(
 const COUNTERS: [Counter; 15] = [
     row(&FUEL, |r| r.fuel_consumed),
     Counter {
-        scale: 1e-3,
+        divisor: 1e3,
         ..row(&BILLED, |r| r.billed_duration_ms)
     },
     row(&THROTTLED, |r| u64::from(r.outcome == Outcome::Throttled)),
@@ -453,7 +454,7 @@ impl Collector for Metrics {
                 ));
             }
             for ((series, value), row) in counters.iter_mut().zip(&m.counters).zip(&COUNTERS) {
-                let value = value.load(Relaxed) as f64 * row.scale;
+                let value = value.load(Relaxed) as f64 / row.divisor;
                 series.push(match row.label {
                     Some(label) => counter(value, &[tf[0], tf[1], label]),
                     None => counter(value, &tf),
