@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use crate::{GuestError, Report};
+use crate::event::GuestError;
+use crate::function::Report;
 
 /// Everything that can go wrong across the host core's API.
 ///

@@ -23,28 +23,38 @@
 //! imports them is refused at deploy, naming the import.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod blob;
+mod builder;
+mod call;
+mod capabilities;
+mod capability;
+mod deploy;
 mod error;
 mod event;
+mod function;
 mod host;
+mod invoke;
 mod limits;
 mod logs;
-mod messaging;
 mod metrics;
+mod outcome;
+mod runtime;
+mod services;
+mod state;
+mod tenant;
 mod usage;
 
+pub use builder::{HostBuilder, PoolConfig};
 pub use error::Error;
 pub use event::{Event, GuestError, Response};
-pub use host::{
-    Cause, FunctionHandle, Host, HostBuilder, HttpInvocation, Invocation, PoolConfig, Report,
-};
+pub use function::{FunctionHandle, HttpInvocation, Invocation, Report};
+pub use host::Host;
 
 /// Re-exported for building HTTP requests and responses.
 pub use bytes::Bytes;
 pub use http;
 pub use limits::{FunctionConfig, FunctionLimits, Limits};
 pub use logs::{InvocationLogs, LogEntry, Logs};
-pub use usage::{JsonLinesLedger, MemoryLedger, Outcome, Trigger, UsageRecord, UsageSink};
+pub use usage::{Cause, JsonLinesLedger, MemoryLedger, Outcome, Trigger, UsageRecord, UsageSink};
 
 /// Blob backends: implement [`nimbus_blob::BlobBackend`] to plug in another.
 pub use nimbus_blob;

@@ -147,34 +147,3 @@ impl From<FunctionLimits> for FunctionConfig {
         }
     }
 }
-
-/// Whether `allowed` (entries `name` or `name:port`) lets a request reach
-/// `host` on `port`. Names compare case-insensitively.
-pub(crate) fn host_allowed(allowed: &[String], host: &str, port: u16) -> bool {
-    allowed.iter().any(|entry| {
-        let with_port = entry
-            .rsplit_once(':')
-            .and_then(|(name, p)| p.parse::<u16>().ok().map(|p| (name, p)));
-        match with_port {
-            Some((name, p)) => p == port && name.eq_ignore_ascii_case(host),
-            None => entry.eq_ignore_ascii_case(host),
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outbound_allow_list_matches_names_and_ports() {
-        let allowed = vec!["api.example.com".to_string(), "127.0.0.1:8080".to_string()];
-        assert!(host_allowed(&allowed, "api.example.com", 443));
-        assert!(host_allowed(&allowed, "API.example.com", 80));
-        assert!(host_allowed(&allowed, "127.0.0.1", 8080));
-        assert!(!host_allowed(&allowed, "127.0.0.1", 8081));
-        assert!(!host_allowed(&allowed, "example.com", 443));
-        assert!(!host_allowed(&allowed, "api.example.com.evil", 443));
-        assert!(!host_allowed(&[], "api.example.com", 443));
-    }
-}

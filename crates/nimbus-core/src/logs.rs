@@ -1,15 +1,18 @@
-//! Per-invocation capture of the guest's stdout and stderr.
+//! Per-invocation capture of the guest's stdout and stderr, and the logs
+//! of recent invocations kept per function for the admin API.
 //!
 //! The guest never sees the host's own stdio. What it writes is kept in
 //! memory up to a cap per stream; past the cap bytes are counted and dropped,
 //! and the guest keeps running (a log flood is stopped by fuel or deadline,
 //! not by a surprise trap on a write).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi_io::poll::Pollable;
@@ -49,7 +52,7 @@ pub struct InvocationLogs {
     pub invocation_id: uuid::Uuid,
     pub tenant: String,
     pub function: String,
-    pub outcome: crate::Outcome,
+    pub outcome: crate::usage::Outcome,
     pub started_at: String,
     pub logs: Logs,
 }
@@ -201,6 +204,52 @@ impl AsyncWrite for CapturedStream {
     }
 }
 
+/// The most recent invocations' logs per function, for the admin API.
+#[derive(Default)]
+pub(crate) struct LogStore {
+    pub(crate) by_function: DashMap<(Arc<str>, Arc<str>), KeptLogs>,
+}
+
+#[derive(Default)]
+pub(crate) struct KeptLogs {
+    pub(crate) invocations: VecDeque<InvocationLogs>,
+    bytes: usize,
+}
+
+/// Invocations whose logs are kept per function, and the most bytes of
+/// output kept per function: a guest that floods its logs on every
+/// invocation cannot make the host hold 100 × its per-invocation cap.
+const KEPT_INVOCATION_LOGS: usize = 100;
+const KEPT_LOG_BYTES: usize = 4 << 20;
+
+fn log_size(l: &InvocationLogs) -> usize {
+    l.logs.stdout.len()
+        + l.logs.stderr.len()
+        + l.logs
+            .entries
+            .iter()
+            .map(|e| e.context.len() + e.message.len())
+            .sum::<usize>()
+}
+
+impl LogStore {
+    pub(crate) fn keep(&self, tenant: &Arc<str>, function: &Arc<str>, entry: InvocationLogs) {
+        let mut kept = self
+            .by_function
+            .entry((tenant.clone(), function.clone()))
+            .or_default();
+        kept.bytes += log_size(&entry);
+        kept.invocations.push_back(entry);
+        while kept.invocations.len() > KEPT_INVOCATION_LOGS
+            || (kept.bytes > KEPT_LOG_BYTES && kept.invocations.len() > 1)
+        {
+            if let Some(old) = kept.invocations.pop_front() {
+                kept.bytes -= log_size(&old);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +262,35 @@ mod tests {
         let (buf, dropped) = s.take();
         assert_eq!(buf, b"abcd");
         assert_eq!(dropped, 3);
+    }
+
+    #[test]
+    fn kept_logs_are_bounded_by_count_and_bytes() {
+        let store = LogStore::default();
+        let (t, f): (Arc<str>, Arc<str>) = ("t".into(), "f".into());
+        let entry = |bytes: usize| InvocationLogs {
+            invocation_id: uuid::Uuid::now_v7(),
+            tenant: "t".into(),
+            function: "f".into(),
+            outcome: crate::usage::Outcome::Success,
+            started_at: String::new(),
+            logs: Logs {
+                stdout: vec![b'x'; bytes],
+                ..Logs::default()
+            },
+        };
+        for _ in 0..10 {
+            store.keep(&t, &f, entry(1 << 20));
+        }
+        let kept = store.by_function.get(&(t.clone(), f.clone())).unwrap();
+        assert_eq!(kept.invocations.len(), 4);
+        assert_eq!(kept.bytes, 4 << 20);
+        drop(kept);
+        for _ in 0..150 {
+            store.keep(&t, &f, entry(1));
+        }
+        let kept = store.by_function.get(&(t, f)).unwrap();
+        assert_eq!(kept.invocations.len(), KEPT_INVOCATION_LOGS);
+        assert_eq!(kept.bytes, KEPT_INVOCATION_LOGS);
     }
 }

@@ -100,50 +100,24 @@ pub(crate) struct FunctionMeters {
     tenant: Arc<TenantMeters>,
     function: Arc<str>,
     invocations: [AtomicU64; Outcome::ALL.len()],
-    fuel: AtomicU64,
-    billed_ms: AtomicU64,
+    /// One per row of [`COUNTERS`], in its order.
+    counters: [AtomicU64; COUNTERS.len()],
     // u128: byte-milliseconds overflow u64 after ~5 million GB-seconds,
     // which one busy tenant reaches in months.
     memory_byte_ms: Mutex<u128>,
-    throttled: AtomicU64,
     in_flight: AtomicI64,
-    request_bytes: AtomicU64,
-    response_bytes: AtomicU64,
-    outbound: AtomicU64,
-    outbound_sent: AtomicU64,
-    outbound_received: AtomicU64,
-    denied: AtomicU64,
-    kv_reads: AtomicU64,
-    kv_writes: AtomicU64,
-    blob_ops: AtomicU64,
-    blob_read: AtomicU64,
-    blob_written: AtomicU64,
-    published: AtomicU64,
 }
 
 impl FunctionMeters {
     /// Counts a finished (or throttled) invocation from its usage record.
     pub(crate) fn observe(&self, r: &UsageRecord) {
         self.invocations[r.outcome.index()].fetch_add(1, Relaxed);
-        self.request_bytes.fetch_add(r.request_bytes, Relaxed);
-        self.response_bytes.fetch_add(r.response_bytes, Relaxed);
-        self.outbound.fetch_add(r.outbound_requests, Relaxed);
-        self.outbound_sent.fetch_add(r.outbound_bytes_sent, Relaxed);
-        self.outbound_received
-            .fetch_add(r.outbound_bytes_received, Relaxed);
-        self.denied.fetch_add(r.denied_calls, Relaxed);
-        self.kv_reads.fetch_add(r.kv_reads, Relaxed);
-        self.kv_writes.fetch_add(r.kv_writes, Relaxed);
-        self.blob_ops.fetch_add(r.blob_operations, Relaxed);
-        self.blob_read.fetch_add(r.blob_bytes_read, Relaxed);
-        self.blob_written.fetch_add(r.blob_bytes_written, Relaxed);
-        self.published.fetch_add(r.messages_published, Relaxed);
+        for (counter, row) in self.counters.iter().zip(COUNTERS) {
+            counter.fetch_add((row.read)(r), Relaxed);
+        }
         if r.outcome == Outcome::Throttled {
-            self.throttled.fetch_add(1, Relaxed);
             return;
         }
-        self.fuel.fetch_add(r.fuel_consumed, Relaxed);
-        self.billed_ms.fetch_add(r.billed_duration_ms, Relaxed);
         *self
             .memory_byte_ms
             .lock()
@@ -270,6 +244,69 @@ const PEAK_MEMORY: Family = Family {
     kind: MetricType::HISTOGRAM,
 };
 
+/// One counter series per (tenant, function) fed from one usage record
+/// field: the single place where record fields become metric families. A
+/// new usage field is one row here.
+struct Counter {
+    family: &'static Family,
+    /// An extra label telling rows of one family apart.
+    label: Option<(&'static str, &'static str)>,
+    read: fn(&UsageRecord) -> u64,
+    /// Exposed value = counted value / divisor (1e3: ms → s). A division,
+    /// as the ledger's readers compute it, so both give the same float.
+    divisor: f64,
+}
+
+const fn row(family: &'static Family, read: fn(&UsageRecord) -> u64) -> Counter {
+    Counter {
+        family,
+        label: None,
+        read,
+        divisor: 1.0,
+    }
+}
+
+const fn labelled(
+    family: &'static Family,
+    label: (&'static str, &'static str),
+    read: fn(&UsageRecord) -> u64,
+) -> Counter {
+    Counter {
+        family,
+        label: Some(label),
+        read,
+        divisor: 1.0,
+    }
+}
+
+/// Rows of one family are adjacent.
+const COUNTERS: [Counter; 15] = [
+    row(&FUEL, |r| r.fuel_consumed),
+    Counter {
+        divisor: 1e3,
+        ..row(&BILLED, |r| r.billed_duration_ms)
+    },
+    row(&THROTTLED, |r| u64::from(r.outcome == Outcome::Throttled)),
+    row(&REQUEST_BYTES, |r| r.request_bytes),
+    row(&RESPONSE_BYTES, |r| r.response_bytes),
+    row(&OUTBOUND, |r| r.outbound_requests),
+    labelled(&OUTBOUND_BYTES, ("direction", "sent"), |r| {
+        r.outbound_bytes_sent
+    }),
+    labelled(&OUTBOUND_BYTES, ("direction", "received"), |r| {
+        r.outbound_bytes_received
+    }),
+    row(&DENIED, |r| r.denied_calls),
+    labelled(&KV_OPS, ("op", "read"), |r| r.kv_reads),
+    labelled(&KV_OPS, ("op", "write"), |r| r.kv_writes),
+    row(&BLOB_OPS, |r| r.blob_operations),
+    labelled(&BLOB_BYTES, ("direction", "read"), |r| r.blob_bytes_read),
+    labelled(&BLOB_BYTES, ("direction", "written"), |r| {
+        r.blob_bytes_written
+    }),
+    row(&MESSAGES, |r| r.messages_published),
+];
+
 /// Registry of every meter; registered with a `prometheus::Registry` as one
 /// collector.
 #[derive(Debug)]
@@ -296,30 +333,28 @@ impl Metrics {
             )
         };
         let tf = ["tenant", "function"];
-        let descs = vec![
+        let mut descs = vec![
             desc(&INVOCATIONS, &["tenant", "function", "outcome"]),
-            desc(&FUEL, &tf),
-            desc(&BILLED, &tf),
             desc(&MEMORY, &tf),
-            desc(&THROTTLED, &tf),
-            desc(&REQUEST_BYTES, &tf),
-            desc(&RESPONSE_BYTES, &tf),
-            desc(&OUTBOUND, &tf),
-            desc(&DENIED, &tf),
-            desc(&KV_OPS, &["tenant", "function", "op"]),
             desc(&IN_FLIGHT, &tf),
             desc(&DURATION, &["tenant"]),
             desc(&PEAK_MEMORY, &["tenant"]),
             desc(&KV_STORED, &["tenant"]),
-            desc(&BLOB_OPS, &tf),
-            desc(&OUTBOUND_BYTES, &["tenant", "function", "direction"]),
-            desc(&BLOB_BYTES, &["tenant", "function", "direction"]),
-            desc(&MESSAGES, &tf),
             desc(&BLOB_STORED, &["tenant"]),
-        ]
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("static metric descriptions are valid: {e}"));
+        ];
+        for (i, c) in COUNTERS.iter().enumerate() {
+            if i > 0 && std::ptr::eq(COUNTERS[i - 1].family, c.family) {
+                continue;
+            }
+            descs.push(match c.label {
+                Some((label, _)) => desc(c.family, &["tenant", "function", label]),
+                None => desc(c.family, &tf),
+            });
+        }
+        let descs = descs
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("static metric descriptions are valid: {e}"));
         Self {
             functions: DashMap::new(),
             tenants: DashMap::new(),
@@ -354,23 +389,9 @@ impl Metrics {
                     tenant: tenant_meters,
                     function: key.1,
                     invocations: Default::default(),
-                    fuel: AtomicU64::new(0),
-                    billed_ms: AtomicU64::new(0),
+                    counters: Default::default(),
                     memory_byte_ms: Mutex::new(0),
-                    throttled: AtomicU64::new(0),
                     in_flight: AtomicI64::new(0),
-                    request_bytes: AtomicU64::new(0),
-                    response_bytes: AtomicU64::new(0),
-                    outbound: AtomicU64::new(0),
-                    denied: AtomicU64::new(0),
-                    kv_reads: AtomicU64::new(0),
-                    kv_writes: AtomicU64::new(0),
-                    outbound_sent: AtomicU64::new(0),
-                    outbound_received: AtomicU64::new(0),
-                    blob_ops: AtomicU64::new(0),
-                    blob_read: AtomicU64::new(0),
-                    blob_written: AtomicU64::new(0),
-                    published: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -422,12 +443,8 @@ impl Collector for Metrics {
         tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
 
         let mut invocations = Vec::new();
-        let (mut fuel, mut billed, mut memory, mut throttled, mut in_flight) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut req_bytes, mut resp_bytes) = (Vec::new(), Vec::new());
-        let (mut outbound, mut denied, mut kv_ops) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut blob_ops, mut blob_bytes, mut messages) = (Vec::new(), Vec::new(), Vec::new());
-        let mut outbound_bytes = Vec::new();
+        let (mut memory, mut in_flight) = (Vec::new(), Vec::new());
+        let mut counters: Vec<Vec<proto::Metric>> = COUNTERS.iter().map(|_| Vec::new()).collect();
         for m in &functions {
             let tf = [("tenant", &*m.tenant.tenant), ("function", &*m.function)];
             for outcome in Outcome::ALL {
@@ -436,38 +453,18 @@ impl Collector for Metrics {
                     &[tf[0], tf[1], ("outcome", outcome.as_str())],
                 ));
             }
-            fuel.push(counter(m.fuel.load(Relaxed) as f64, &tf));
-            billed.push(counter(m.billed_ms.load(Relaxed) as f64 / 1e3, &tf));
+            for ((series, value), row) in counters.iter_mut().zip(&m.counters).zip(&COUNTERS) {
+                let value = value.load(Relaxed) as f64 / row.divisor;
+                series.push(match row.label {
+                    Some(label) => counter(value, &[tf[0], tf[1], label]),
+                    None => counter(value, &tf),
+                });
+            }
             let byte_ms = *m
                 .memory_byte_ms
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             memory.push(counter(byte_ms as f64 / 1e3, &tf));
-            throttled.push(counter(m.throttled.load(Relaxed) as f64, &tf));
-            req_bytes.push(counter(m.request_bytes.load(Relaxed) as f64, &tf));
-            resp_bytes.push(counter(m.response_bytes.load(Relaxed) as f64, &tf));
-            outbound.push(counter(m.outbound.load(Relaxed) as f64, &tf));
-            denied.push(counter(m.denied.load(Relaxed) as f64, &tf));
-            for (op, n) in [("read", &m.kv_reads), ("write", &m.kv_writes)] {
-                kv_ops.push(counter(n.load(Relaxed) as f64, &[tf[0], tf[1], ("op", op)]));
-            }
-            blob_ops.push(counter(m.blob_ops.load(Relaxed) as f64, &tf));
-            for (dir, n) in [("read", &m.blob_read), ("written", &m.blob_written)] {
-                blob_bytes.push(counter(
-                    n.load(Relaxed) as f64,
-                    &[tf[0], tf[1], ("direction", dir)],
-                ));
-            }
-            messages.push(counter(m.published.load(Relaxed) as f64, &tf));
-            for (dir, n) in [
-                ("sent", &m.outbound_sent),
-                ("received", &m.outbound_received),
-            ] {
-                outbound_bytes.push(counter(
-                    n.load(Relaxed) as f64,
-                    &[tf[0], tf[1], ("direction", dir)],
-                ));
-            }
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -504,27 +501,25 @@ impl Collector for Metrics {
                 })
                 .collect::<Vec<_>>()
         };
-        vec![
+        let mut families = vec![
             family(&INVOCATIONS, invocations),
-            family(&FUEL, fuel),
-            family(&BILLED, billed),
             family(&MEMORY, memory),
-            family(&THROTTLED, throttled),
-            family(&REQUEST_BYTES, req_bytes),
-            family(&RESPONSE_BYTES, resp_bytes),
-            family(&OUTBOUND, outbound),
-            family(&DENIED, denied),
-            family(&KV_OPS, kv_ops),
             family(&IN_FLIGHT, in_flight),
             family(&DURATION, histograms(|t| &t.duration)),
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
             family(&KV_STORED, stored),
-            family(&BLOB_OPS, blob_ops),
-            family(&OUTBOUND_BYTES, outbound_bytes),
-            family(&BLOB_BYTES, blob_bytes),
-            family(&MESSAGES, messages),
             family(&BLOB_STORED, blob_stored),
-        ]
+        ];
+        // Rows of one family are adjacent in COUNTERS: merge their series.
+        for (row, series) in COUNTERS.iter().zip(counters) {
+            match families.last_mut() {
+                Some(last) if last.name() == row.family.name => {
+                    last.mut_metric().extend(series);
+                }
+                _ => families.push(family(row.family, series)),
+            }
+        }
+        families
     }
 }
 

@@ -129,6 +129,22 @@ pub struct UsageRecord {
     pub trigger: Trigger,
 }
 
+/// What caused an invocation: the trigger, and for object-created events
+/// how many triggered invocations led to it (the loop guard's input).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cause {
+    pub trigger: Trigger,
+    /// 0 unless the invocation handles an object written by a triggered
+    /// invocation: then that invocation's depth + 1.
+    pub depth: u32,
+}
+
+impl Cause {
+    pub fn new(trigger: Trigger) -> Self {
+        Self { trigger, depth: 0 }
+    }
+}
+
 /// What started an invocation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,5 +1,5 @@
 //! `wasmcloud:messaging/producer` for guests: publishing to the tenant's
-//! durable queues, only the topics granted to the function.
+//! durable queues, only the topics granted to the function (`topics`).
 //!
 //! A topic is a queue of the invocation's tenant. `send` returns once the
 //! message is on disk, so a published message survives a crash the moment
@@ -12,25 +12,89 @@ use std::sync::Arc;
 use nimbus_bindings::messaging::{producer, types};
 use nimbus_bindings::{Message, MessagingClient};
 use nimbus_queue::{OutgoingMessage, QueueBackend};
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::host::InvocationState;
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
+use crate::error::Error;
+use crate::limits::FunctionConfig;
+use crate::logs::Logs;
+use crate::usage::UsageRecord;
 
 /// Most bytes of metadata a message may carry (keys + values).
 const MAX_METADATA_BYTES: usize = 8 << 10;
 
 /// An invocation's publishing rights and what it published.
-pub(crate) struct MessagingAccess {
-    pub queues: Arc<dyn QueueBackend>,
-    pub tenant: Arc<str>,
-    pub granted: Arc<[String]>,
-    pub published: u64,
-    pub denied: u64,
+pub(crate) struct Messaging {
+    queues: Arc<dyn QueueBackend>,
+    tenant: Arc<str>,
+    granted: Arc<[String]>,
+    published: u64,
+    denied: u64,
 }
 
-impl types::Host for InvocationState {}
+impl Capability for Messaging {
+    type Grant = Arc<[String]>;
+    const INTERFACES: &'static [&'static str] =
+        &["wasmcloud:messaging/producer", "wasmcloud:messaging/types"];
 
-impl types::HostClient for InvocationState {
+    fn add_to_linker<T: Holds<Self>>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+        fn view<T: Holds<Messaging>>(t: &mut T) -> MessagingView<'_> {
+            let (messaging, table) = t.parts();
+            MessagingView { messaging, table }
+        }
+        types::add_to_linker::<T, MessagingHost>(l, view)?;
+        producer::add_to_linker::<T, MessagingHost>(l, view)
+    }
+
+    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
+        if spec.topics.is_empty() {
+            return Err(format!(
+                "the component imports `{import}`, but function `{function}` is granted no \
+                 topics (declare them in its topics)"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {
+        for topic in &cx.spec.topics {
+            nimbus_queue::check_queue_name(topic).map_err(|e| {
+                Error::Config(format!("function `{}`: topic grant: {e}", cx.function))
+            })?;
+        }
+        Ok(cx.spec.topics.clone().into())
+    }
+
+    fn prepare(granted: &Self::Grant, cx: &InvokeCx<'_>) -> wasmtime::Result<Self> {
+        Ok(Messaging {
+            queues: cx.services.queues.clone(),
+            tenant: cx.tenant.clone(),
+            granted: granted.clone(),
+            published: 0,
+            denied: 0,
+        })
+    }
+
+    fn finish(self, usage: &mut UsageRecord, _logs: &mut Logs) {
+        usage.messages_published += self.published;
+        usage.denied_calls += self.denied;
+    }
+}
+
+struct MessagingHost;
+impl HasData for MessagingHost {
+    type Data<'a> = MessagingView<'a>;
+}
+
+/// What `wasmcloud:messaging` host functions see of the store.
+pub(crate) struct MessagingView<'a> {
+    messaging: &'a mut Messaging,
+    table: &'a mut ResourceTable,
+}
+
+impl types::Host for MessagingView<'_> {}
+
+impl types::HostClient for MessagingView<'_> {
     async fn connect(
         &mut self,
         name: String,
@@ -51,7 +115,7 @@ impl types::HostClient for InvocationState {
     }
 }
 
-impl types::HostMessage for InvocationState {
+impl types::HostMessage for MessagingView<'_> {
     async fn new(&mut self, data: Vec<u8>) -> wasmtime::Result<Resource<Message>> {
         Ok(self.table.push(Message {
             data,
@@ -135,7 +199,7 @@ impl types::HostMessage for InvocationState {
     }
 }
 
-impl producer::Host for InvocationState {
+impl producer::Host for MessagingView<'_> {
     async fn send(
         &mut self,
         client: Resource<MessagingClient>,
@@ -144,7 +208,7 @@ impl producer::Host for InvocationState {
     ) -> wasmtime::Result<Result<(), types::Error>> {
         self.table.get(&client)?;
         let message = self.table.delete(message)?;
-        let m = &mut self.messaging;
+        let m = &mut *self.messaging;
         if !m.granted.contains(&topic) {
             m.denied += 1;
             let shown: String = topic.chars().take(64).collect();

@@ -8,18 +8,23 @@
 //! Metadata reads are served inline (redb reads take microseconds); writes,
 //! which sync to disk, run on the blocking pool.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use nimbus_bindings::blob::{blobstore, container, types};
 use nimbus_bindings::{BlobContainer, BlobNames, IncomingValue, OutgoingValue};
-use nimbus_blob::{BlobBackend, BlobError, ObjectReader, Spool, WriteOptions};
-use wasmtime::component::Resource;
-use wasmtime_wasi::p2::{
-    DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult,
-};
+use nimbus_blob::{BlobBackend, BlobError, WriteOptions};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::host::InvocationState;
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
+use crate::error::Error;
+use crate::limits::FunctionConfig;
+use crate::logs::Logs;
+use crate::services::Subscriptions;
+use crate::usage::{Trigger, UsageRecord};
+
+/// `outgoing-value` and `incoming-value`: streamed object bodies.
+mod values;
 
 /// Largest object `incoming-value-consume-sync` returns in one list; larger
 /// ones must be read as a stream.
@@ -29,56 +34,113 @@ const READ_CHUNK: usize = 1 << 16;
 /// Most bytes one `check-write` admits (the guest writes in chunks of this).
 const WRITE_BUDGET: usize = 1 << 20;
 
-/// The (tenant, container) pairs object-created triggers watch, with how
-/// many subscriptions each has: writes there persist an event.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Subscriptions(Arc<dashmap::DashMap<TenantContainer, usize>>);
-
-type TenantContainer = (Arc<str>, Arc<str>);
-
-impl Subscriptions {
-    pub fn watched(&self, tenant: &str, container: &str) -> bool {
-        self.0
-            .get(&(Arc::from(tenant), Arc::from(container)))
-            .is_some_and(|n| *n > 0)
-    }
-
-    pub fn add(&self, tenant: &str, container: &str) {
-        *self
-            .0
-            .entry((Arc::from(tenant), Arc::from(container)))
-            .or_default() += 1;
-    }
-
-    pub fn remove(&self, tenant: &str, container: &str) {
-        let key = (Arc::from(tenant), Arc::from(container));
-        self.0.remove_if_mut(&key, |_, n| {
-            *n = n.saturating_sub(1);
-            *n == 0
-        });
-    }
-}
-
 /// An invocation's blob access: its tenant's containers, the ones its
 /// function was granted, and what it did.
-pub(crate) struct BlobAccess {
-    pub backend: Arc<dyn BlobBackend>,
-    pub tenant: Arc<str>,
-    pub granted: Arc<[String]>,
+pub(crate) struct Blob {
+    backend: Arc<dyn BlobBackend>,
+    tenant: Arc<str>,
+    granted: Arc<[String]>,
     /// The tenant's `max_blob_bytes`.
-    pub quota: u64,
+    quota: u64,
     /// Object-created events raised by this invocation's writes carry this
     /// depth (the trigger's depth + 1): the loop guard's input.
-    pub event_depth: u32,
+    event_depth: u32,
     /// Containers whose writes raise object-created events.
-    pub notify: Subscriptions,
-    pub bytes_read: Arc<AtomicU64>,
-    pub bytes_written: u64,
-    pub ops: u64,
-    pub denied: u64,
+    notify: Subscriptions,
+    bytes_read: Arc<AtomicU64>,
+    bytes_written: u64,
+    ops: u64,
+    denied: u64,
 }
 
-impl BlobAccess {
+impl Capability for Blob {
+    type Grant = Arc<[String]>;
+    const INTERFACES: &'static [&'static str] = &[
+        "wasi:blobstore/blobstore",
+        "wasi:blobstore/container",
+        "wasi:blobstore/types",
+    ];
+
+    fn add_to_linker<T: Holds<Self>>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+        fn view<T: Holds<Blob>>(t: &mut T) -> BlobView<'_> {
+            let (blob, table) = t.parts();
+            BlobView { blob, table }
+        }
+        blobstore::add_to_linker::<T, BlobHost>(l, view)?;
+        container::add_to_linker::<T, BlobHost>(l, view)?;
+        types::add_to_linker::<T, BlobHost>(l, view)
+    }
+
+    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
+        if spec.blob_containers.is_empty() {
+            return Err(format!(
+                "the component imports `{import}`, but function `{function}` is granted no \
+                 blob containers (declare them in its blob_containers)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Granted containers exist from deploy on, the way a serverless
+    /// template declares its buckets next to its functions.
+    async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {
+        for container in &cx.spec.blob_containers {
+            let b = cx.services.blob.clone();
+            let (t, c) = (cx.tenant.clone(), container.clone());
+            tokio::task::spawn_blocking(move || b.ensure_container(&t, &c))
+                .await
+                .map_err(|e| Error::Config(format!("blob store task: {e}")))?
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "function `{}`: blob container grant `{container}`: {e}",
+                        cx.function
+                    ))
+                })?;
+        }
+        Ok(cx.spec.blob_containers.clone().into())
+    }
+
+    fn prepare(granted: &Self::Grant, cx: &InvokeCx<'_>) -> wasmtime::Result<Self> {
+        Ok(Blob {
+            backend: cx.services.blob.clone(),
+            tenant: cx.tenant.clone(),
+            granted: granted.clone(),
+            quota: cx.limits.max_blob_bytes,
+            // Only a chain of object-triggered invocations deepens: a write
+            // from an HTTP, queue or scheduled run starts one.
+            event_depth: if cx.cause.trigger == Trigger::Object {
+                cx.cause.depth + 1
+            } else {
+                0
+            },
+            notify: cx.services.subscriptions.clone(),
+            bytes_read: Default::default(),
+            bytes_written: 0,
+            ops: 0,
+            denied: 0,
+        })
+    }
+
+    fn finish(self, usage: &mut UsageRecord, _logs: &mut Logs) {
+        usage.blob_operations += self.ops;
+        usage.blob_bytes_read += self.bytes_read.load(Ordering::Relaxed);
+        usage.blob_bytes_written += self.bytes_written;
+        usage.denied_calls += self.denied;
+    }
+}
+
+struct BlobHost;
+impl HasData for BlobHost {
+    type Data<'a> = BlobView<'a>;
+}
+
+/// What `wasi:blobstore` host functions see of the store.
+pub(crate) struct BlobView<'a> {
+    blob: &'a mut Blob,
+    table: &'a mut ResourceTable,
+}
+
+impl Blob {
     fn check(&mut self, container: &str) -> Result<(), String> {
         if self.granted.iter().any(|g| g == container) {
             Ok(())
@@ -113,13 +175,13 @@ async fn blocking<R: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await?.map_err(err))
 }
 
-impl InvocationState {
+impl BlobView<'_> {
     fn container_name(&self, c: &Resource<BlobContainer>) -> wasmtime::Result<String> {
         Ok(self.table.get(c)?.name.clone())
     }
 }
 
-impl blobstore::Host for InvocationState {
+impl blobstore::Host for BlobView<'_> {
     async fn create_container(
         &mut self,
         name: String,
@@ -232,9 +294,9 @@ impl blobstore::Host for InvocationState {
     }
 }
 
-impl container::Host for InvocationState {}
+impl container::Host for BlobView<'_> {}
 
-impl container::HostContainer for InvocationState {
+impl container::HostContainer for BlobView<'_> {
     async fn name(
         &mut self,
         c: Resource<BlobContainer>,
@@ -406,7 +468,7 @@ impl container::HostContainer for InvocationState {
     }
 }
 
-impl container::HostStreamObjectNames for InvocationState {
+impl container::HostStreamObjectNames for BlobView<'_> {
     async fn read_stream_object_names(
         &mut self,
         names: Resource<BlobNames>,
@@ -477,196 +539,6 @@ impl container::HostStreamObjectNames for InvocationState {
 
     async fn drop(&mut self, names: Resource<BlobNames>) -> wasmtime::Result<()> {
         self.table.delete(names)?;
-        Ok(())
-    }
-}
-
-impl types::Host for InvocationState {}
-
-/// The output stream of an outgoing value: appends to its spool.
-struct SpoolStream {
-    spool: Arc<Mutex<Option<Spool>>>,
-}
-
-impl OutputStream for SpoolStream {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        let mut spool = self
-            .spool
-            .lock()
-            .map_err(|_| StreamError::trap("blob spool poisoned"))?;
-        match spool.as_mut() {
-            Some(s) => s
-                .write(&bytes)
-                .map_err(|e| StreamError::LastOperationFailed(wasmtime::format_err!("{e}"))),
-            None => Err(StreamError::Closed),
-        }
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        let spool = self
-            .spool
-            .lock()
-            .map_err(|_| StreamError::trap("blob spool poisoned"))?;
-        if spool.is_some() {
-            Ok(WRITE_BUDGET)
-        } else {
-            Err(StreamError::Closed)
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for SpoolStream {
-    async fn ready(&mut self) {}
-}
-
-/// The input stream of an incoming value: reads its object range, counting
-/// the bytes for the invocation's usage record.
-struct ObjectStream {
-    reader: ObjectReader,
-    read: Arc<AtomicU64>,
-}
-
-impl InputStream for ObjectStream {
-    fn read(&mut self, size: usize) -> StreamResult<bytes::Bytes> {
-        if self.reader.remaining() == 0 {
-            return Err(StreamError::Closed);
-        }
-        let chunk = self
-            .reader
-            .read(size.min(READ_CHUNK))
-            .map_err(|e| StreamError::LastOperationFailed(wasmtime::format_err!("{e}")))?;
-        self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        Ok(chunk.into())
-    }
-
-    fn skip(&mut self, n: usize) -> StreamResult<usize> {
-        if self.reader.remaining() == 0 {
-            return Err(StreamError::Closed);
-        }
-        self.reader
-            .skip(n as u64)
-            .map(|s| s as usize)
-            .map_err(|e| StreamError::LastOperationFailed(wasmtime::format_err!("{e}")))
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for ObjectStream {
-    async fn ready(&mut self) {}
-}
-
-impl types::HostOutgoingValue for InvocationState {
-    async fn new_outgoing_value(&mut self) -> wasmtime::Result<Resource<OutgoingValue>> {
-        // A spool that cannot be created (disk full) shows on the first
-        // write as a failed stream operation, which the guest can handle.
-        let spool = self.blob.backend.spool(&self.blob.tenant).ok();
-        Ok(self.table.push(OutgoingValue {
-            spool: Arc::new(Mutex::new(spool)),
-            body_taken: false,
-            target: None,
-        })?)
-    }
-
-    async fn outgoing_value_write_body(
-        &mut self,
-        value: Resource<OutgoingValue>,
-    ) -> wasmtime::Result<Result<Resource<DynOutputStream>, ()>> {
-        let v = self.table.get_mut(&value)?;
-        if v.body_taken {
-            return Ok(Err(()));
-        }
-        v.body_taken = true;
-        let stream: DynOutputStream = Box::new(SpoolStream {
-            spool: v.spool.clone(),
-        });
-        Ok(Ok(self.table.push(stream)?))
-    }
-
-    async fn finish(
-        &mut self,
-        value: Resource<OutgoingValue>,
-    ) -> wasmtime::Result<Result<(), String>> {
-        let v = self.table.delete(value)?;
-        let Some((container, name)) = v.target else {
-            return Ok(Err(
-                "finish called before container.write-data named the object: nothing written"
-                    .into(),
-            ));
-        };
-        let spool = v
-            .spool
-            .lock()
-            .map_err(|_| wasmtime::format_err!("blob spool poisoned"))?
-            .take();
-        let Some(spool) = spool else {
-            return Ok(Err("the value's spool could not be created".into()));
-        };
-        if let Err(e) = self.blob.check(&container) {
-            return Ok(Err(e));
-        }
-        self.blob.ops += 1;
-        let options = self.blob.options(&container);
-        let b = self.blob.backend.clone();
-        let committed = blocking(move || b.commit(spool, &container, &name, None, options)).await?;
-        Ok(committed.map(|meta| self.blob.bytes_written += meta.size))
-    }
-
-    async fn drop(&mut self, value: Resource<OutgoingValue>) -> wasmtime::Result<()> {
-        // Unfinished: the spool (and its file) is dropped with it.
-        self.table.delete(value)?;
-        Ok(())
-    }
-}
-
-impl types::HostIncomingValue for InvocationState {
-    async fn incoming_value_consume_sync(
-        &mut self,
-        value: Resource<IncomingValue>,
-    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        let mut v = self.table.delete(value)?;
-        let len = v.reader.remaining();
-        if len > MAX_SYNC_READ_BYTES {
-            return Ok(Err(format!(
-                "{len} bytes is over the {MAX_SYNC_READ_BYTES}-byte limit of incoming-value-consume-sync: use incoming-value-consume-async"
-            )));
-        }
-        let len = usize::try_from(len)?;
-        Ok(
-            match tokio::task::spawn_blocking(move || v.reader.read(len)).await? {
-                Ok(bytes) => {
-                    self.blob
-                        .bytes_read
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    Ok(bytes)
-                }
-                Err(e) => Err(err(e)),
-            },
-        )
-    }
-
-    async fn incoming_value_consume_async(
-        &mut self,
-        value: Resource<IncomingValue>,
-    ) -> wasmtime::Result<Result<Resource<DynInputStream>, String>> {
-        let v = self.table.delete(value)?;
-        let stream: DynInputStream = Box::new(ObjectStream {
-            reader: v.reader,
-            read: self.blob.bytes_read.clone(),
-        });
-        Ok(Ok(self.table.push(stream)?))
-    }
-
-    async fn size(&mut self, value: Resource<IncomingValue>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&value)?.reader.remaining())
-    }
-
-    async fn drop(&mut self, value: Resource<IncomingValue>) -> wasmtime::Result<()> {
-        self.table.delete(value)?;
         Ok(())
     }
 }

@@ -1,0 +1,370 @@
+//! Building a [`Host`]: the pooling allocator, the engine, the linker, the
+//! usage sink and the backends, each with its default.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nimbus_blob::{BlobBackend, FsBlobs};
+use nimbus_kv::{KvBackend, RedbKv};
+use nimbus_queue::{QueueBackend, QueueStore};
+use tokio::sync::Semaphore;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::Error;
+use crate::host::Host;
+use crate::logs::LogStore;
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, compile_parallelism};
+use crate::services::Services;
+use crate::usage::{JsonLinesLedger, UsageSink};
+
+/// Sizes of the pooling allocator, which pre-reserves a slot per concurrent
+/// instance so instantiation is a few microseconds and never an `mmap` storm.
+///
+/// `max_instances` is also the host-wide concurrency cap: an invocation that
+/// would exceed it is throttled rather than failing inside wasmtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Component instances alive at once (default 256).
+    pub max_instances: u32,
+    /// Largest linear memory of any instance, bytes (default 4 GiB). Tenant
+    /// memory limits must not exceed it.
+    pub max_memory_bytes: u64,
+    /// Core instances inside one component (default 16).
+    pub max_core_instances_per_component: u32,
+    /// Memories inside one component (default 2).
+    pub max_memories_per_component: u32,
+    /// Tables inside one component (default 8).
+    pub max_tables_per_component: u32,
+    /// Bytes of each linear memory reset with `memset` and kept mapped when
+    /// an instance ends, instead of `madvise`d away (default 4 MiB). Keeps
+    /// page faults and cross-core TLB shootdowns off the per-invocation path
+    /// (about 2× HTTP throughput for small guests; README, "Benchmarks"), at
+    /// the price of up to this much resident memory per used pool slot.
+    pub memory_keep_resident: usize,
+    /// The same for tables (default 64 KiB).
+    pub table_keep_resident: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            max_memory_bytes: 4 << 30,
+            max_core_instances_per_component: 16,
+            max_memories_per_component: 2,
+            max_tables_per_component: 8,
+            memory_keep_resident: 4 << 20,
+            table_keep_resident: 64 << 10,
+        }
+    }
+}
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+}
+
+/// Builds a [`Host`]. Every default is listed on its setter.
+#[derive(Debug)]
+#[must_use]
+pub struct HostBuilder {
+    pool: PoolConfig,
+    max_wasm_stack: usize,
+    max_component_bytes: usize,
+    fuel_yield_interval: u64,
+    hostcall_fuel: usize,
+    max_resource_handles: usize,
+    max_random_bytes: u64,
+    max_log_bytes: usize,
+    max_http_response_bytes: usize,
+    registry: Option<prometheus::Registry>,
+    sink: Option<Arc<dyn UsageSink>>,
+    ledger_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    kv: Option<Arc<dyn KvBackend>>,
+    blob: Option<Arc<dyn BlobBackend>>,
+    queues: Option<Arc<dyn QueueBackend>>,
+}
+
+impl std::fmt::Debug for dyn UsageSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageSink")
+    }
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self {
+            pool: PoolConfig::default(),
+            max_wasm_stack: 512 << 10,
+            max_component_bytes: 32 << 20,
+            fuel_yield_interval: 1_000_000,
+            hostcall_fuel: 16 << 20,
+            max_resource_handles: 10_000,
+            max_random_bytes: 1 << 20,
+            max_log_bytes: 1 << 20,
+            max_http_response_bytes: 6 << 20,
+            registry: None,
+            sink: None,
+            ledger_path: None,
+            data_dir: None,
+            kv: None,
+            blob: None,
+            queues: None,
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Pooling allocator sizes (see [`PoolConfig`]).
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Wasm stack per invocation, bytes (default 512 KiB). Deeper recursion
+    /// traps as a stack overflow. Engine-wide, so the same for every tenant.
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Largest component `deploy` accepts, bytes (default 32 MiB): compile
+    /// time grows with size, and compiling is the one step a tenant can make
+    /// expensive.
+    pub fn max_component_bytes(mut self, bytes: usize) -> Self {
+        self.max_component_bytes = bytes;
+        self
+    }
+
+    /// Fuel between async yields of a running guest (default 1 000 000,
+    /// roughly 50–100 µs of wasm). Each yield lets tokio run other tasks and
+    /// lets the wall-clock deadline cancel a guest that never calls the host.
+    pub fn fuel_yield_interval(mut self, fuel: u64) -> Self {
+        self.fuel_yield_interval = fuel.max(1);
+        self
+    }
+
+    /// Bytes a guest may pass to the host in one call (wasmtime's hostcall
+    /// fuel; default 16 MiB, wasmtime's own is 128 MiB).
+    pub fn hostcall_fuel(mut self, bytes: usize) -> Self {
+        self.hostcall_fuel = bytes;
+        self
+    }
+
+    /// Resource handles (streams, pollables…) one invocation may hold
+    /// (default 10 000; wasmtime's own is 1 000 000).
+    pub fn max_resource_handles(mut self, n: usize) -> Self {
+        self.max_resource_handles = n;
+        self
+    }
+
+    /// Largest `get-random-bytes` request, bytes (default 1 MiB; wasmtime's
+    /// own is 64 MiB). Larger requests trap.
+    pub fn max_random_bytes(mut self, n: u64) -> Self {
+        self.max_random_bytes = n;
+        self
+    }
+
+    /// Captured stdout and stderr per invocation, bytes per stream (default
+    /// 1 MiB). Output past it is dropped and counted in [`Logs::dropped_bytes`].
+    pub fn max_log_bytes(mut self, n: usize) -> Self {
+        self.max_log_bytes = n;
+        self
+    }
+
+    /// Largest response body an HTTP function may return, bytes (default
+    /// 6 MiB, Lambda's synchronous payload limit). Responses are buffered
+    /// so the whole invocation, body included, is metered and billed.
+    pub fn max_http_response_bytes(mut self, n: usize) -> Self {
+        self.max_http_response_bytes = n;
+        self
+    }
+
+    /// Register Nimbus's metrics in the embedder's registry instead of a
+    /// fresh one.
+    pub fn registry(mut self, registry: prometheus::Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Append usage records as JSON lines to this file (the default sink).
+    pub fn ledger_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ledger_path = Some(path.into());
+        self
+    }
+
+    /// Where embedded backends keep their data (`kv.redb` for key-value).
+    /// Without it (and without [`Self::kv_backend`]) key-value stores live in
+    /// memory and do not survive the process.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Use this key-value backend (e.g. a distributed one) instead of the
+    /// embedded redb database.
+    pub fn kv_backend(mut self, kv: Arc<dyn KvBackend>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// Use this blob backend instead of the embedded one (files under
+    /// `<data_dir>/blobs`).
+    pub fn blob_backend(mut self, blob: Arc<dyn BlobBackend>) -> Self {
+        self.blob = Some(blob);
+        self
+    }
+
+    /// Use this queue backend (messaging and queue triggers) instead of the
+    /// embedded one (`<data_dir>/queues.redb`).
+    pub fn queue_backend(mut self, queues: Arc<dyn QueueBackend>) -> Self {
+        self.queues = Some(queues);
+        self
+    }
+
+    /// Send usage records to a custom sink instead of a ledger file.
+    pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Builds the engine and linker. Without a sink or a ledger path, records
+    /// go to `nimbus-usage.jsonl` in the current directory.
+    pub fn build(self) -> Result<Host, Error> {
+        let p = self.pool;
+        let mut pool = PoolingAllocationConfig::default();
+        let max_memory = usize::try_from(p.max_memory_bytes)
+            .map_err(|_| Error::Config("pool max_memory_bytes does not fit in usize".into()))?;
+        pool.total_component_instances(p.max_instances)
+            .max_core_instances_per_component(p.max_core_instances_per_component)
+            .total_core_instances(p.max_instances * p.max_core_instances_per_component)
+            .max_memories_per_component(p.max_memories_per_component)
+            .total_memories(p.max_instances * p.max_memories_per_component)
+            .max_tables_per_component(p.max_tables_per_component)
+            .total_tables(p.max_instances * p.max_tables_per_component)
+            .total_stacks(p.max_instances)
+            .max_memory_size(max_memory)
+            .linear_memory_keep_resident(p.memory_keep_resident)
+            .table_keep_resident(p.table_keep_resident);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .consume_fuel(true)
+            // Deadlines come from fuel yields plus a tokio timeout, not
+            // epochs: fuel is needed for billing anyway, and fuel+epochs
+            // costs far more than fuel alone (see README, "Deadlines").
+            .epoch_interruption(false)
+            .max_wasm_stack(self.max_wasm_stack)
+            .wasm_component_model(true);
+        let engine =
+            Engine::new(&config).map_err(|e| Error::Config(format!("wasmtime engine: {e:#}")))?;
+        let linker =
+            crate::state::linker(&engine).map_err(|e| Error::Config(format!("linker: {e:#}")))?;
+
+        let sink: Arc<dyn UsageSink> =
+            match (self.sink, self.ledger_path) {
+                (Some(sink), _) => sink,
+                (None, path) => {
+                    let path = path.unwrap_or_else(|| PathBuf::from("nimbus-usage.jsonl"));
+                    Arc::new(JsonLinesLedger::open(&path).map_err(|e| {
+                        Error::Config(format!("usage ledger {}: {e}", path.display()))
+                    })?)
+                }
+            };
+        let kv: Arc<dyn KvBackend> = match (self.kv, &self.data_dir) {
+            (Some(kv), _) => kv,
+            (None, Some(dir)) => {
+                let path = dir.join("kv.redb");
+                Arc::new(
+                    RedbKv::open(&path)
+                        .map_err(|e| Error::Config(format!("key-value store: {e}")))?,
+                )
+            }
+            (None, None) => Arc::new(
+                RedbKv::in_memory().map_err(|e| Error::Config(format!("key-value store: {e}")))?,
+            ),
+        };
+        // Without a data_dir, blobs and queues live in a private temporary
+        // directory removed with the host, like the in-memory kv store.
+        let scratch = match &self.data_dir {
+            Some(_) => None,
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix("nimbus-data-")
+                    .tempdir()
+                    .map_err(|e| Error::Config(format!("temporary data directory: {e}")))?,
+            ),
+        };
+        let data_root = match (&self.data_dir, &scratch) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.path().to_path_buf(),
+            (None, None) => PathBuf::from("."),
+        };
+        let blob: Arc<dyn BlobBackend> = match self.blob {
+            Some(b) => b,
+            None => Arc::new(
+                FsBlobs::open(&data_root.join("blobs"))
+                    .map_err(|e| Error::Config(format!("blob store: {e}")))?,
+            ),
+        };
+        std::fs::create_dir_all(&data_root)
+            .map_err(|e| Error::Config(format!("data dir {}: {e}", data_root.display())))?;
+        let queues: Arc<dyn QueueBackend> = match self.queues {
+            Some(q) => q,
+            None => Arc::new(
+                QueueStore::open(&data_root.join("queues.redb"))
+                    .map_err(|e| Error::Config(format!("queue store: {e}")))?,
+            ),
+        };
+        let registry = self.registry.unwrap_or_default();
+        let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
+        registry
+            .register(Box::new(SharedMetrics(metrics.clone())))
+            .map_err(|e| Error::Config(format!("registering metrics: {e}")))?;
+
+        let runtime = Arc::new(Runtime {
+            engine,
+            linker,
+            sink,
+            metrics,
+            capacity: Arc::new(Semaphore::new(p.max_instances as usize)),
+            compile_slots: Semaphore::new(compile_parallelism()),
+            max_instances: p.max_instances,
+            pool_max_memory: p.max_memory_bytes,
+            max_wasm_stack: self.max_wasm_stack,
+            max_component_bytes: self.max_component_bytes,
+            fuel_yield_interval: self.fuel_yield_interval,
+            hostcall_fuel: self.hostcall_fuel,
+            max_resource_handles: self.max_resource_handles,
+            max_http_response_bytes: self.max_http_response_bytes,
+            logs: LogStore::default(),
+            services: Services {
+                kv,
+                blob,
+                queues,
+                subscriptions: Default::default(),
+                data_dir: self.data_dir,
+                max_log_bytes: self.max_log_bytes,
+                max_random_bytes: self.max_random_bytes,
+            },
+            _scratch: scratch,
+        });
+        Ok(Host::new(runtime, registry))
+    }
+}
+
+/// Lets the registry own a handle while the host keeps its own.
+struct SharedMetrics(Arc<Metrics>);
+
+impl prometheus::core::Collector for SharedMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}

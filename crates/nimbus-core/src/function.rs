@@ -1,0 +1,103 @@
+//! A deployed function: its compiled component, limits and resolved
+//! grants, and the results of invoking it. The invocation path itself is in
+//! `invoke.rs`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nimbus_bindings::FunctionPre;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::event::Response;
+use crate::limits::Limits;
+use crate::logs::Logs;
+use crate::metrics::FunctionMeters;
+use crate::runtime::Runtime;
+use crate::state::{Grants, InvocationState};
+use crate::tenant::Tenant;
+use crate::usage::UsageRecord;
+
+/// A deployed function. Cheap to clone; keeps its compiled component alive
+/// even if the function is replaced or removed, so in-flight invocations
+/// finish on the version they started with.
+#[derive(Clone)]
+pub struct FunctionHandle {
+    pub(crate) inner: Arc<FunctionInner>,
+}
+
+pub(crate) struct FunctionInner {
+    pub runtime: Arc<Runtime>,
+    pub tenant: Arc<Tenant>,
+    pub name: Arc<str>,
+    pub kind: Kind,
+    /// The tenant's limits with this function's overrides applied.
+    pub limits: Limits,
+    /// This function's own concurrency slots, if it overrides the tenant's.
+    pub slots: Option<Arc<Semaphore>>,
+    /// What each capability made of the function's grants.
+    pub grants: Grants,
+    pub meters: Arc<FunctionMeters>,
+}
+
+/// Which world a deployed component serves, with its pre-instantiation.
+pub(crate) enum Kind {
+    /// `nimbus:function/handler`: CloudEvents in, response out.
+    Event(FunctionPre<InvocationState>),
+    /// `wasi:http/incoming-handler`: a standard `wasi:http/proxy` guest.
+    Http(ProxyPre<InvocationState>),
+}
+
+impl std::fmt::Debug for FunctionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionHandle")
+            .field("tenant", &self.inner.tenant.name)
+            .field("function", &self.inner.name)
+            .finish()
+    }
+}
+
+impl FunctionHandle {
+    pub fn tenant(&self) -> &str {
+        &self.inner.tenant.name
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether this is a `wasi:http/proxy` function (use [`Self::invoke_http`]).
+    pub fn is_http(&self) -> bool {
+        matches!(self.inner.kind, Kind::Http(_))
+    }
+
+    /// The limits invocations of this function run under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+}
+
+/// A finished invocation's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Already written to the usage sink when you see it.
+    pub usage: UsageRecord,
+    pub logs: Logs,
+}
+
+/// A successful invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub response: Response,
+    pub usage: UsageRecord,
+    pub logs: Logs,
+}
+
+/// A successful invocation of an HTTP function: the guest's response, body
+/// buffered.
+#[derive(Debug)]
+pub struct HttpInvocation {
+    pub response: http::Response<Bytes>,
+    pub usage: UsageRecord,
+    pub logs: Logs,
+}
