@@ -12,7 +12,7 @@ use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 
 use crate::dispatch::{self, Counters, Next, Stop, lock};
 use crate::metrics::{Family, Source};
-use crate::{ObjectTrigger, TriggerError, TriggerOptions};
+use crate::spec::{ObjectTrigger, TriggerError, TriggerOptions};
 
 /// Most object events delivered at once.
 const CONCURRENCY: usize = 16;

@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::dispatch::{self, Counters, Next, Stop, lock};
 use crate::metrics::{Family, Source};
-use crate::{QueueTrigger, TriggerError, TriggerOptions};
+use crate::spec::{QueueTrigger, TriggerError, TriggerOptions};
 
 /// How much longer than the poll interval a consumer waits after a failed
 /// receive, so a broken store is not hammered.

@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::dispatch::{self, Counters, Stop, lock};
 use crate::metrics::{Family, Source};
-use crate::{ScheduleTrigger, TriggerError};
+use crate::spec::{ScheduleTrigger, TriggerError};
 
 const LAST_TICKS: TableDefinition<&str, i64> = TableDefinition::new("schedule_last_tick");
 
