@@ -13,6 +13,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::capability::DeployCx;
 use crate::error::Error;
 use crate::function::{FunctionHandle, FunctionInner, Kind};
+use crate::inspect::inspect;
 use crate::host::Host;
 use crate::limits::FunctionConfig;
 use crate::state::{Grants, check_imports};
@@ -61,6 +62,11 @@ impl Host {
         let limits = overrides.apply(tenant.limits);
         rt.check_limits(&tenant.name, &limits)?;
         check_bytes(bytes, rt.max_component_bytes).map_err(Error::InvalidComponent)?;
+        // Everything the bytes can tell is checked before Cranelift runs.
+        let interface = inspect(bytes).map_err(Error::InvalidComponent)?;
+        check_imports(interface.imports.iter().map(String::as_str), &spec, name)
+            .map_err(Error::InvalidComponent)?;
+        let kind = world(&interface.exports).map_err(Error::InvalidComponent)?;
 
         let component = {
             let _slot = rt
@@ -73,6 +79,7 @@ impl Host {
             // Building the copy-on-write memory images here, off the
             // invocation path, halves the first invocation's latency
             // (measured: benches/invoke.rs, group `deploy`).
+            rt.metrics.compiled();
             tokio::task::spawn_blocking(move || -> wasmtime::Result<Component> {
                 let component = Component::new(&engine, &owned)?;
                 component.initialize_copy_on_write_image()?;
@@ -83,25 +90,6 @@ impl Host {
             .map_err(|e| Error::InvalidComponent(format!("failed to compile: {e:#}")))?
         };
 
-        let ty = component.component_type();
-        check_imports(ty.imports(&rt.engine).map(|(n, _)| n), &spec, name)
-            .map_err(Error::InvalidComponent)?;
-        let handler = nimbus_bindings::HANDLER_INTERFACE;
-        let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
-        let exports_any = |prefix: &str| exports.iter().any(|n| n.starts_with(prefix));
-        let is_event = exports_any(handler.rsplit_once('.').map_or(handler, |(p, _)| p));
-        let is_http = exports_any(HTTP_HANDLER_PREFIX);
-        if !is_event && !is_http {
-            return Err(Error::InvalidComponent(format!(
-                "the component does not export `{handler}` or `{HTTP_HANDLER_PREFIX}x` \
-                 (it exports: {})",
-                if exports.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    exports.join(", ")
-                }
-            )));
-        }
         let grants = Grants::resolve(&DeployCx {
             services: &rt.services,
             tenant: &tenant.name,
@@ -113,16 +101,16 @@ impl Host {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::InvalidComponent(format!("cannot link its imports: {e:#}")))?;
-        let kind = if is_event {
-            Kind::Event(FunctionPre::new(pre).map_err(|e| {
+        let handler = nimbus_bindings::HANDLER_INTERFACE;
+        let kind = match kind {
+            World::Event => Kind::Event(FunctionPre::new(pre).map_err(|e| {
                 Error::InvalidComponent(format!("its `{handler}` export does not match: {e:#}"))
-            })?)
-        } else {
-            Kind::Http(ProxyPre::new(pre).map_err(|e| {
+            })?),
+            World::Http => Kind::Http(ProxyPre::new(pre).map_err(|e| {
                 Error::InvalidComponent(format!(
                     "its `wasi:http/incoming-handler` export does not match: {e:#}"
                 ))
-            })?)
+            })?),
         };
 
         let meters = rt.metrics.function(&tenant.name, name);
@@ -169,4 +157,29 @@ fn check_bytes(bytes: &[u8], max_bytes: usize) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Which world a component's exports serve.
+enum World {
+    Event,
+    Http,
+}
+
+fn world(exports: &[String]) -> Result<World, String> {
+    let handler = nimbus_bindings::HANDLER_INTERFACE;
+    let exports_any = |prefix: &str| exports.iter().any(|n| n.starts_with(prefix));
+    if exports_any(handler.rsplit_once('.').map_or(handler, |(p, _)| p)) {
+        return Ok(World::Event);
+    }
+    if exports_any(HTTP_HANDLER_PREFIX) {
+        return Ok(World::Http);
+    }
+    Err(format!(
+        "the component does not export `{handler}` or `{HTTP_HANDLER_PREFIX}x` (it exports: {})",
+        if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        }
+    ))
 }

@@ -32,6 +32,7 @@ mod error;
 mod event;
 mod function;
 mod host;
+mod inspect;
 mod invoke;
 mod limits;
 mod logs;

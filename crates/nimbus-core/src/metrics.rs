@@ -223,6 +223,11 @@ const BLOB_STORED: Family = Family {
     help: "Bytes of blob objects a tenant stores.",
     kind: MetricType::GAUGE,
 };
+const COMPILATIONS: Family = Family {
+    name: "nimbus_component_compilations_total",
+    help: "Components compiled by this host (deploys that got past validation).",
+    kind: MetricType::COUNTER,
+};
 const MESSAGES: Family = Family {
     name: "nimbus_messages_published_total",
     help: "Messages guests published to their tenant's queues.",
@@ -317,9 +322,15 @@ pub(crate) struct Metrics {
     /// Asked for each tenant's stored bytes on scrape.
     kv: Arc<dyn nimbus_kv::KvBackend>,
     blob: Arc<dyn nimbus_blob::BlobBackend>,
+    compilations: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts one compilation (Cranelift run) of a component.
+    pub(crate) fn compiled(&self) {
+        self.compilations.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn new(
         kv: Arc<dyn nimbus_kv::KvBackend>,
         blob: Arc<dyn nimbus_blob::BlobBackend>,
@@ -341,6 +352,7 @@ impl Metrics {
             desc(&PEAK_MEMORY, &["tenant"]),
             desc(&KV_STORED, &["tenant"]),
             desc(&BLOB_STORED, &["tenant"]),
+            desc(&COMPILATIONS, &[]),
         ];
         for (i, c) in COUNTERS.iter().enumerate() {
             if i > 0 && std::ptr::eq(COUNTERS[i - 1].family, c.family) {
@@ -361,6 +373,7 @@ impl Metrics {
             descs,
             kv,
             blob,
+            compilations: AtomicU64::new(0),
         }
     }
 
@@ -509,6 +522,10 @@ impl Collector for Metrics {
             family(&PEAK_MEMORY, histograms(|t| &t.peak_memory)),
             family(&KV_STORED, stored),
             family(&BLOB_STORED, blob_stored),
+            family(
+                &COMPILATIONS,
+                vec![counter(self.compilations.load(Relaxed) as f64, &[])],
+            ),
         ];
         // Rows of one family are adjacent in COUNTERS: merge their series.
         for (row, series) in COUNTERS.iter().zip(counters) {
