@@ -93,6 +93,11 @@ impl QueueKey {
         self.with(&[&visible_at_ms.to_be_bytes(), &seq.to_be_bytes()])
     }
 
+    /// First and last possible readiness keys of this queue.
+    pub(crate) fn ready_bounds(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.ready(0, 0), self.ready(u64::MAX, u64::MAX))
+    }
+
     /// The visible-at time in a readiness key of this queue.
     pub(crate) fn ready_visible_at(&self, key: &[u8]) -> Result<u64, QueueError> {
         key.strip_prefix(self.0.as_slice())

@@ -65,8 +65,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod dead_letters;
+mod delivery;
 mod keys;
+mod stats;
 mod store;
+mod tables;
 #[cfg(test)]
 mod tests;
 
