@@ -8,7 +8,7 @@ use redb::ReadableTable;
 use crate::keys::QueueKey;
 use crate::store::QueueStore;
 use crate::tables::{BODIES, DEAD, DeadRecord, from_json};
-use crate::{DeadLetter, MessageId, QueueError};
+use crate::types::{DeadLetter, MessageId, QueueError};
 
 impl QueueStore {
     /// Up to `limit` dead letters, in send order (ids are UUIDv7).

@@ -6,7 +6,7 @@ use redb::ReadableTable;
 use crate::keys::{QueueKey, ReadyEntry, State};
 use crate::store::QueueStore;
 use crate::tables::{READY, take_seq};
-use crate::{Delivery, Nack, QueueError, Receipt, millis};
+use crate::types::{Delivery, Nack, QueueError, Receipt, millis};
 
 impl QueueStore {
     /// Receives up to `max` messages visible at `now_ms`, oldest first,

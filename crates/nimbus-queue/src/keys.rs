@@ -8,7 +8,7 @@
 //! queue's entries. After the queue key come fixed-width big-endian fields,
 //! so byte order is numeric order.
 
-use crate::{MessageId, QueueError, shorten};
+use crate::types::{MessageId, QueueError, shorten};
 
 /// Longest tenant name, bytes. Tenant names are checked by the host; this
 /// only keeps keys (and their u32 length prefix) bounded.
@@ -165,6 +165,12 @@ impl ReadyEntry {
             sent_at_ms: u64::from_be_bytes(sent_at),
         })
     }
+}
+
+/// Checks a queue name (1 to 80 of `A-Z a-z 0-9 _ -`), e.g. a topic grant
+/// at deploy, before anything is sent to it.
+pub fn check_queue_name(queue: &str) -> Result<(), QueueError> {
+    QueueKey::new("t", queue).map(|_| ())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use crate::keys::{QueueKey, ReadyEntry, State};
 use crate::store::QueueStore;
 use crate::tables::{DEAD, READY};
-use crate::{QueueError, QueueStats};
+use crate::types::{QueueError, QueueStats};
 
 impl QueueStore {
     /// Counts the queue's messages by state at `now_ms`. Reads the whole

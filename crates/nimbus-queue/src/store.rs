@@ -16,7 +16,7 @@ use crate::tables::{
     MessageRecord, QUEUES, QueueRecord, Tables, create_all, existing_config, from_json, get_json,
     take_seq, to_json,
 };
-use crate::{MessageId, OutgoingMessage, QueueConfig, QueueError};
+use crate::types::{MessageId, OutgoingMessage, QueueConfig, QueueError};
 
 /// Durable queues for every tenant, in one redb file. Cheap to clone (the
 /// clones share the database); open a file once per process — a second

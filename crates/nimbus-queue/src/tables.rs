@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{QueueKey, ReadyEntry, State};
-use crate::{DeadLetter, MessageId, QueueConfig, QueueError, Receipt};
+use crate::types::{DeadLetter, MessageId, QueueConfig, QueueError, Receipt};
 
 pub(crate) type Bytes = &'static [u8];
 
