@@ -17,9 +17,10 @@ use crate::call::{Ended, Input, Output, call_guest};
 use crate::capability::InvokeCx;
 use crate::error::Error;
 use crate::event::Event;
-use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation, Report};
+use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation};
 use crate::logs::{InvocationLogs, Logs};
 use crate::outcome::classify;
+use crate::report::Report;
 use crate::state::{Capabilities, InvocationState, MemoryLimiter};
 use crate::usage::{Cause, Outcome, Trigger, UsageRecord, billed_ms};
 

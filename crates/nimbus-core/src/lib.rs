@@ -37,6 +37,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod outcome;
+mod report;
 mod runtime;
 mod services;
 mod state;
@@ -46,8 +47,9 @@ mod usage;
 pub use builder::{HostBuilder, PoolConfig};
 pub use error::Error;
 pub use event::{Event, GuestError, Response};
-pub use function::{FunctionHandle, HttpInvocation, Invocation, Report};
+pub use function::{FunctionHandle, HttpInvocation, Invocation};
 pub use host::Host;
+pub use report::Report;
 
 /// Re-exported for building HTTP requests and responses.
 pub use bytes::Bytes;
