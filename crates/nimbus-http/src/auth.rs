@@ -3,6 +3,7 @@
 
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::Gateway;
 use crate::request::{json_error, not_found};
@@ -26,17 +27,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Compares without an early exit, so response time does not reveal how
-/// much of a key matched.
+/// Whether `given` is one of `keys`. Every key is compared, each with
+/// subtle's constant-time comparison, so response time reveals neither how
+/// much of a key matched nor which key did. A key of another length than
+/// `given` is refused without comparing bytes (subtle's slice `ct_eq`
+/// returns false on a length mismatch): timing may tell the keys' lengths,
+/// never their bytes.
 fn key_matches(given: &str, keys: &[String]) -> bool {
-    keys.iter().fold(false, |found, k| {
-        let (a, b) = (given.as_bytes(), k.as_bytes());
-        let diff = a.len() ^ b.len()
-            | a.iter()
-                .zip(b.iter().cycle())
-                .fold(0usize, |acc, (x, y)| acc | usize::from(x ^ y));
-        found | (diff == 0 && !a.is_empty())
-    })
+    let found = keys.iter().fold(Choice::from(0), |found, key| {
+        found | given.as_bytes().ct_eq(key.as_bytes())
+    });
+    // An empty key is never valid, even where one is configured.
+    !given.is_empty() && bool::from(found)
 }
 
 fn unauthorized(what: &str) -> Response {
