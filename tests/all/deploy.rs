@@ -2,7 +2,7 @@
 
 use nimbus_core::{Error, Limits};
 
-use crate::{event, guests, test_host};
+use crate::support::{event, guests, test_host};
 
 async fn refused(bytes: &[u8]) -> String {
     let t = test_host(|b| b);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nimbus_core::{Error, Limits, Outcome};
 
-use crate::{event, metric, tenant_with, test_host, wait_for};
+use crate::support::{event, metric, tenant_with, test_host, wait_for};
 
 fn tight() -> Limits {
     Limits::default()
@@ -227,7 +227,7 @@ async fn the_concurrency_quota_throttles_with_a_record() {
         .await
         .expect("after the sleeper");
 
-    let records = nimbus_core::JsonLinesLedger::read(&t.ledger).expect("ledger");
+    let records = t.records();
     let throttled: Vec<_> = records
         .iter()
         .filter(|r| r.outcome == Outcome::Throttled)

@@ -2,45 +2,19 @@
 //! granted keys, per function and tenant), `wasi:logging` (kept with the
 //! invocation, readable through the admin API).
 
-use std::collections::BTreeMap;
+use nimbus_core::{Error, Limits, Outcome};
 
-use nimbus_core::{Error, FunctionConfig, Limits, Outcome};
-
-use crate::{event, guests, test_host};
-
-fn config(pairs: &[(&str, &str)]) -> FunctionConfig {
-    FunctionConfig {
-        config: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        ..FunctionConfig::default()
-    }
-}
+use crate::support::{add_tenants, config_keys, deploy_with, event, guests, test_host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_granted_per_function_and_tenant() {
     let t = test_host(|b| b);
     let host = &t.host;
-    host.add_tenant("a", Limits::default()).expect("tenant");
-    host.add_tenant("b", Limits::default()).expect("tenant");
-    let bytes = guests().bytes("config-reader");
-    host.deploy_with(
-        "a",
-        "reader",
-        &bytes,
-        config(&[("greeting", "hello from a"), ("secret", "s3cret")]),
-    )
-    .await
-    .expect("deploy a");
-    host.deploy_with(
-        "b",
-        "reader",
-        &bytes,
-        config(&[("greeting", "hello from b")]),
-    )
-    .await
-    .expect("deploy b");
+    add_tenants(host, &["a", "b"]);
+    let a_config = config_keys(&[("greeting", "hello from a"), ("secret", "s3cret")]);
+    deploy_with(host, "a", "reader", "config-reader", a_config).await;
+    let b_config = config_keys(&[("greeting", "hello from b")]);
+    deploy_with(host, "b", "reader", "config-reader", b_config).await;
 
     let done = host
         .invoke("a", "reader", event(b"greeting"))
@@ -95,14 +69,8 @@ async fn wasi_logging_entries_are_kept_with_the_invocation() {
     let t = test_host(|b| b);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    host.deploy_with(
-        "t",
-        "reader",
-        &guests().bytes("config-reader"),
-        config(&[("greeting", "hi"), ("token", "do-not-log-me")]),
-    )
-    .await
-    .expect("deploy");
+    let config = config_keys(&[("greeting", "hi"), ("token", "do-not-log-me")]);
+    deploy_with(host, "t", "reader", "config-reader", config).await;
 
     let done = host
         .invoke("t", "reader", event(b"token"))
