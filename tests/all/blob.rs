@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nimbus_core::nimbus_blob::FsBlobs;
-use nimbus_core::{Error, FunctionConfig, Host, Limits};
+use nimbus_core::{FunctionConfig, Host, Limits};
 
 use crate::support::{
-    TestHost, call, containers, data_host, denied_calls, deploy_with, done, fails_with, guests,
-    lines, metric, ok, read_object, series, sums, usage,
+    TestHost, call, containers, data_host, denied_calls, deploy_refused, deploy_with, done,
+    fails_with, guests, lines, metric, ok, read_object, series, sums, usage,
 };
 
 /// Deploys `blob-store` as `tenant/function`, granted `granted` containers.
@@ -538,12 +538,7 @@ async fn ungranted_containers_are_denied_and_counted() {
             ..FunctionConfig::default()
         },
     ] {
-        let err = host
-            .deploy_with("t", "noblobs", &guests().bytes("blob-store"), config)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidComponent(_)), "{err:?}");
-        let m = err.to_string();
+        let m = deploy_refused(host, "t", "noblobs", "blob-store", config).await;
         assert!(m.contains("wasi:blobstore/"), "{m}");
         assert!(m.contains("blob_containers"), "{m}");
     }

@@ -1,9 +1,9 @@
 //! The tenant directory grant: `/data` in the guest is the tenant's own
 //! directory; no path, `..` or symlink reaches another tenant's files.
 
-use nimbus_core::{Error, Host, Limits};
+use nimbus_core::{Error, FunctionConfig, Host, Limits};
 
-use crate::support::{data_host, deploy_with, directory, event, guests, test_host};
+use crate::support::{data_host, deploy_refused, deploy_with, directory, event, test_host};
 
 async fn run(host: &Host, tenant: &str, command: &str) -> Result<String, String> {
     match host
@@ -76,12 +76,8 @@ async fn each_tenant_sees_only_its_own_directory() {
 async fn a_component_using_files_needs_the_directory_grant() {
     let t = data_host(|b| b);
     t.host.add_tenant("t", Limits::default()).expect("tenant");
-    let err = t
-        .host
-        .deploy("t", "files", &guests().bytes("files"))
-        .await
-        .unwrap_err();
-    let m = err.to_string();
+    let ungranted = FunctionConfig::default();
+    let m = deploy_refused(&t.host, "t", "files", "files", ungranted).await;
     assert!(
         m.contains("wasi:filesystem/") && m.contains("not granted a directory"),
         "{m}"
@@ -92,10 +88,6 @@ async fn a_component_using_files_needs_the_directory_grant() {
     bare.host
         .add_tenant("t", Limits::default())
         .expect("tenant");
-    let err = bare
-        .host
-        .deploy_with("t", "files", &guests().bytes("files"), directory())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("no data_dir"), "{err}");
+    let m = deploy_refused(&bare.host, "t", "files", "files", directory()).await;
+    assert!(m.contains("no data_dir"), "{m}");
 }

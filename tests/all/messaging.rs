@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use nimbus_core::nimbus_queue::{Delivery, QueueBackend, QueueStore, now_ms};
-use nimbus_core::{Error, FunctionConfig, Host, Invocation, Limits};
+use nimbus_core::{FunctionConfig, Host, Invocation, Limits};
 
 use crate::support::{
-    ServeDir, add_tenants, data_host, denied_calls, deploy_with, done, failed, guest_path, guests,
-    series, shorten, sums, topics,
+    ServeDir, add_tenants, data_host, denied_calls, deploy_refused, deploy_with, done, failed,
+    guest_path, guests, series, shorten, sums, topics,
 };
 
 /// Deploys `publisher` as `tenant/function`, granted `granted` topics.
@@ -253,12 +253,7 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
             ..FunctionConfig::default()
         },
     ] {
-        let err = host
-            .deploy_with("t", "nopub", &guests().bytes("publisher"), config)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidComponent(_)), "{err:?}");
-        let m = err.to_string();
+        let m = deploy_refused(host, "t", "nopub", "publisher", config).await;
         assert!(m.contains("wasmcloud:messaging/"), "{m}");
         assert!(m.contains("granted no topics"), "{m}");
     }

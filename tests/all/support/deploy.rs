@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use nimbus_core::{FunctionConfig, Host, Limits};
+use nimbus_core::{Error, FunctionConfig, Host, Limits};
 use nimbus_guests::Guests;
 
 /// The sample guests, built once per test process by the same builder
@@ -108,4 +108,21 @@ pub fn directory() -> FunctionConfig {
         directory: true,
         ..FunctionConfig::default()
     }
+}
+
+/// Deploys sample guest `guest` as `tenant/name` with `spec`, which the
+/// host must refuse as an invalid component; returns the error's message.
+pub async fn deploy_refused(
+    host: &Host,
+    tenant: &str,
+    name: &str,
+    guest: &str,
+    spec: impl Into<FunctionConfig>,
+) -> String {
+    let err = host
+        .deploy_with(tenant, name, &guests().bytes(guest), spec)
+        .await
+        .expect_err("deploy accepted");
+    assert!(matches!(err, Error::InvalidComponent(_)), "{err:?}");
+    err.to_string()
 }

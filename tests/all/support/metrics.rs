@@ -73,6 +73,15 @@ pub fn invocations(host: &Host) -> f64 {
         .sum()
 }
 
+/// How many series of `nimbus_invocations_total` name `tenant`.
+pub fn invocation_series(host: &Host, tenant: &str) -> usize {
+    let label = format!("tenant=\"{tenant}\"");
+    host.metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("nimbus_invocations_total{") && l.contains(&label))
+        .count()
+}
+
 pub fn ledger(path: &Path) -> Vec<UsageRecord> {
     JsonLinesLedger::read(path).expect("ledger")
 }
@@ -186,13 +195,4 @@ pub fn from_ledger(path: &Path) -> BTreeMap<(String, String), Totals> {
             (k, t)
         })
         .collect()
-}
-
-/// How many series of `nimbus_invocations_total` name `tenant`.
-pub fn invocation_series(host: &Host, tenant: &str) -> usize {
-    let label = format!("tenant=\"{tenant}\"");
-    host.metrics_text()
-        .lines()
-        .filter(|l| l.starts_with("nimbus_invocations_total{") && l.contains(&label))
-        .count()
 }

@@ -16,14 +16,14 @@
 //! - [`objects`]: object uploads and reads as the storage API does them,
 //!   and test images.
 
-pub mod client;
-pub mod commands;
-pub mod deploy;
-pub mod gateway;
-pub mod host;
-pub mod metrics;
-pub mod objects;
-pub mod serve;
+mod client;
+mod commands;
+mod deploy;
+mod gateway;
+mod host;
+mod metrics;
+mod objects;
+mod serve;
 
 pub use client::*;
 pub use commands::*;
