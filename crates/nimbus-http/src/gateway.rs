@@ -1,24 +1,20 @@
 //! The gateway itself: its configuration (keys, rate limits, routes, public
-//! functions), the router that mounts every API, and health and metrics.
-//! Requests the APIs do not claim are invocations ([`invoke`]).
+//! functions) and the state every handler shares. `router.rs` mounts the
+//! APIs on it; requests they do not claim are invocations ([`invoke`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use dashmap::DashMap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http::{StatusCode, header};
 use nimbus_core::Host;
+use nimbus_core::prometheus::{IntCounterVec, Opts};
 
-use crate::{DEFAULT_MAX_BODY_BYTES, admin, queues, storage};
+use crate::DEFAULT_MAX_BODY_BYTES;
 
-mod invoke;
+pub(crate) mod invoke;
 
 /// A tenant's per-second request budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +110,7 @@ impl GatewayBuilder {
         for key in self.public {
             public.insert(key, ());
         }
-        let storage_requests = storage::requests_counter(&self.host);
+        let storage_requests = storage_requests_counter(&self.host);
         Ok(Gateway {
             inner: Arc::new(Inner {
                 host: self.host,
@@ -144,7 +140,7 @@ pub(crate) struct Inner {
     routes: RwLock<Vec<Route>>,
     public: DashMap<(String, String), ()>,
     max_body_bytes: usize,
-    ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     pub(crate) storage_requests: nimbus_core::prometheus::IntCounterVec,
 }
 
@@ -181,19 +177,6 @@ impl Gateway {
         self.inner.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// The whole gateway as one router (functions, admin, metrics, health).
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
-            .merge(admin::routes())
-            .merge(storage::routes())
-            .merge(queues::routes())
-            .fallback(invoke::invoke)
-            .with_state(self.clone())
-    }
-
     pub(crate) fn is_public(&self, tenant: &str, function: &str) -> bool {
         self.inner
             .public
@@ -220,21 +203,20 @@ impl Gateway {
     }
 }
 
-async fn readyz(State(gw): State<Gateway>) -> Response {
-    if gw.inner.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    }
-}
-
-async fn metrics(State(gw): State<Gateway>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        gw.inner.host.metrics_text(),
+/// `nimbus_storage_requests_total`, registered in the host's registry. A
+/// second gateway over the same host cannot register it again: its
+/// requests are then not counted (logged once, at its build).
+fn storage_requests_counter(host: &Host) -> IntCounterVec {
+    let counter = IntCounterVec::new(
+        Opts::new(
+            "nimbus_storage_requests_total",
+            "Authorized storage API requests, by tenant and HTTP method.",
+        ),
+        &["tenant", "method"],
     )
-        .into_response()
+    .expect("a valid metric definition");
+    if let Err(e) = host.registry().register(Box::new(counter.clone())) {
+        tracing::warn!(error = %e, "nimbus_storage_requests_total not registered: another gateway over this host counts storage requests");
+    }
+    counter
 }

@@ -39,6 +39,7 @@ mod auth;
 mod gateway;
 pub mod queues;
 mod request;
+mod router;
 pub mod storage;
 
 pub use admin::{GRANTS_HEADER, MAX_COMPONENT_UPLOAD_BYTES};

@@ -42,9 +42,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use http::{HeaderValue, StatusCode};
-use nimbus_core::Host;
 use nimbus_core::nimbus_blob::{self, BlobError, ObjectMeta};
-use nimbus_core::prometheus::{IntCounterVec, Opts};
 use serde::Deserialize;
 
 use crate::Gateway;
@@ -70,24 +68,6 @@ pub(crate) fn routes() -> Router<Gateway> {
                 .head(download::head_object)
                 .delete(delete_object),
         )
-}
-
-/// `nimbus_storage_requests_total`, registered in the host's registry. A
-/// second gateway over the same host cannot register it again: its
-/// requests are then not counted (logged once, at its build).
-pub(crate) fn requests_counter(host: &Host) -> IntCounterVec {
-    let counter = IntCounterVec::new(
-        Opts::new(
-            "nimbus_storage_requests_total",
-            "Authorized storage API requests, by tenant and HTTP method.",
-        ),
-        &["tenant", "method"],
-    )
-    .expect("a valid metric definition");
-    if let Err(e) = host.registry().register(Box::new(counter.clone())) {
-        tracing::warn!(error = %e, "nimbus_storage_requests_total not registered: another gateway over this host counts storage requests");
-    }
-    counter
 }
 
 /// The path's parts, percent-decoded.

@@ -74,7 +74,7 @@ fn resolve(gw: &Gateway, req: &Request) -> Option<Target> {
 }
 
 /// The gateway's fallback: every request no API route claims.
-pub(super) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Response, Response> {
+pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Response, Response> {
     // Refusals below answer without reading the body.
     let unread = has_body(req.headers());
     let refuse = |r: Response| body_unread(r, unread);
