@@ -201,29 +201,18 @@ impl FunctionHandle {
             0
         };
         UsageRecord {
-            invocation_id,
-            tenant: self.inner.tenant.name.to_string(),
-            function: self.inner.name.to_string(),
-            outcome,
             fuel_consumed,
             peak_memory_bytes,
             wall_duration_us: wall_us,
             billed_duration_ms: billed,
             memory_byte_ms: peak_memory_bytes.saturating_mul(billed),
             started_at: humantime::format_rfc3339_micros(started_at).to_string(),
-            request_bytes: 0,
-            response_bytes: 0,
-            outbound_requests: 0,
-            outbound_bytes_sent: 0,
-            outbound_bytes_received: 0,
-            denied_calls: 0,
-            kv_reads: 0,
-            kv_writes: 0,
-            blob_operations: 0,
-            blob_bytes_read: 0,
-            blob_bytes_written: 0,
-            messages_published: 0,
-            trigger: Trigger::Direct,
+            ..UsageRecord::new(
+                invocation_id,
+                &self.inner.tenant.name,
+                &self.inner.name,
+                outcome,
+            )
         }
     }
 
