@@ -2,99 +2,13 @@
 //! function, under concurrency; series are keyed by the exact pair; the
 //! exposition passes promtool.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_core::prometheus::{self, proto::MetricType};
-use nimbus_core::{JsonLinesLedger, Limits};
+use nimbus_core::Limits;
+use nimbus_core::prometheus;
 
-use crate::{event, guests, tenant_with, test_host};
-
-/// Billing totals of one (tenant, function).
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Totals {
-    pub by_outcome: BTreeMap<String, f64>,
-    pub fuel: f64,
-    pub billed_seconds: f64,
-    pub memory_byte_seconds: f64,
-    pub throttled: f64,
-    pub request_bytes: f64,
-    pub response_bytes: f64,
-}
-
-fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
-    m.get_label()
-        .iter()
-        .find(|l| l.name() == name)
-        .map(|l| l.value())
-        .unwrap_or_default()
-}
-
-/// Totals per (tenant, function) read from the gathered metric families.
-pub(crate) fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String), Totals> {
-    let mut out: BTreeMap<(String, String), Totals> = BTreeMap::new();
-    for mf in registry.gather() {
-        if mf.get_field_type() != MetricType::COUNTER || !mf.name().starts_with("nimbus_") {
-            continue;
-        }
-        for m in mf.get_metric() {
-            let key = (
-                label(m, "tenant").to_string(),
-                label(m, "function").to_string(),
-            );
-            let v = m.get_counter().get_value();
-            let t = out.entry(key).or_default();
-            match mf.name() {
-                "nimbus_invocations_total" if v > 0.0 => {
-                    t.by_outcome.insert(label(m, "outcome").to_string(), v);
-                }
-                "nimbus_fuel_consumed_total" => t.fuel = v,
-                "nimbus_billed_duration_seconds_total" => t.billed_seconds = v,
-                "nimbus_memory_byte_seconds_total" => t.memory_byte_seconds = v,
-                "nimbus_throttled_invocations_total" => t.throttled = v,
-                "nimbus_http_request_bytes_total" => t.request_bytes = v,
-                "nimbus_http_response_bytes_total" => t.response_bytes = v,
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// The same totals computed from the ledger file.
-pub(crate) fn from_ledger(path: &std::path::Path) -> BTreeMap<(String, String), Totals> {
-    /// Per function: records by outcome, fuel, billed ms, byte-ms, request
-    /// and response bytes.
-    type Sums = (BTreeMap<String, u64>, u64, u64, u128, u64, u64);
-    let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
-    for r in JsonLinesLedger::read(path).expect("ledger") {
-        let e = sums
-            .entry((r.tenant.clone(), r.function.clone()))
-            .or_default();
-        *e.0.entry(r.outcome.to_string()).or_default() += 1;
-        e.1 += r.fuel_consumed;
-        e.2 += r.billed_duration_ms;
-        e.3 += u128::from(r.memory_byte_ms);
-        e.4 += r.request_bytes;
-        e.5 += r.response_bytes;
-    }
-    sums.into_iter()
-        .map(|(k, (outcomes, fuel, ms, byte_ms, req, resp))| {
-            let throttled = outcomes.get("throttled").copied().unwrap_or(0) as f64;
-            let t = Totals {
-                by_outcome: outcomes.into_iter().map(|(o, n)| (o, n as f64)).collect(),
-                fuel: fuel as f64,
-                billed_seconds: ms as f64 / 1e3,
-                memory_byte_seconds: byte_ms as f64 / 1e3,
-                throttled,
-                request_bytes: req as f64,
-                response_bytes: resp as f64,
-            };
-            (k, t)
-        })
-        .collect()
-}
+use crate::support::{deploy, event, from_ledger, from_metrics, tenant_with, test_host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_and_counters_agree_exactly_under_concurrency() {
@@ -112,15 +26,9 @@ async fn ledger_and_counters_agree_exactly_under_concurrency() {
     let limits = Limits::default().max_concurrency(4);
     host.add_tenant("acme", limits).expect("tenant");
     host.add_tenant("acmebill", limits).expect("tenant");
-    host.deploy("acme", "billing", &guests().bytes("compute"))
-        .await
-        .expect("deploy");
-    host.deploy("acmebill", "ing", &guests().bytes("compute"))
-        .await
-        .expect("deploy");
-    host.deploy("acme", "crash", &guests().bytes("trap"))
-        .await
-        .expect("deploy");
+    deploy(host, "acme", "billing", "compute").await;
+    deploy(host, "acmebill", "ing", "compute").await;
+    deploy(host, "acme", "crash", "trap").await;
     tenant_with(
         host,
         "zeta",
@@ -196,7 +104,7 @@ async fn every_outcome_is_counted_once_and_in_flight_returns_to_zero() {
         let line = format!("nimbus_invocations_in_flight{{tenant=\"t\",function=\"{f}\"}} 0\n");
         assert!(text.contains(&line), "{line} missing from\n{text}");
     }
-    assert_eq!(JsonLinesLedger::read(&t.ledger).expect("ledger").len(), 5);
+    assert_eq!(t.records().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

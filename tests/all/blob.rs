@@ -2,67 +2,31 @@
 //! user would: multi-megabyte objects streamed both ways and read back
 //! natively, tenants that cannot reach each other's objects by any name,
 //! ungranted containers denied and counted, abandoned writes leaving
-//! nothing behind, the storage quota and the object size limit, data
-//! outliving a restart of the host and a `kill -9` of `nimbus serve`, and
-//! the usage ledger agreeing with the metrics exactly.
+//! nothing behind, the storage quota and the object size limit. Data
+//! outliving restarts and the ledger agreeing with the metrics are in
+//! `blob_usage`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use nimbus_core::nimbus_blob::FsBlobs;
-use nimbus_core::{
-    Error, FunctionConfig, GuestError, Host, Invocation, JsonLinesLedger, Limits, Outcome,
-    PoolConfig, Report, Trigger, UsageRecord,
+use nimbus_core::{FunctionConfig, Host, Limits};
+
+use crate::support::{
+    TestHost, call, containers, data_host, denied_calls, deploy_refused, deploy_with, done,
+    fails_with, guests, lines, metric, ok, read_object, series, sums, usage,
 };
 
-use crate::guests;
-use crate::http::{Client, NimbusServe};
-
-/// A host whose ledger (`usage.jsonl`) and data directory (`data/`, blobs
-/// under `data/blobs`) live in a fresh temporary directory.
-struct BlobHost {
-    host: Host,
-    dir: tempfile::TempDir,
-}
-
-impl BlobHost {
-    fn new() -> Self {
-        Self::with(|b| b)
-    }
-
-    fn with(configure: impl FnOnce(nimbus_core::HostBuilder) -> nimbus_core::HostBuilder) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let host = configure(builder(dir.path())).build().expect("host builds");
-        Self { host, dir }
-    }
-
-    fn ledger(&self) -> PathBuf {
-        self.dir.path().join("usage.jsonl")
-    }
-
-    /// Files in the tenant's object directory (committed objects and
-    /// spools alike).
-    fn files(&self, tenant: &str) -> usize {
-        object_files(self.dir.path(), tenant).len()
-    }
-}
-
-fn builder(dir: &Path) -> nimbus_core::HostBuilder {
-    Host::builder()
-        .pool(PoolConfig {
-            max_instances: 32,
-            max_memory_bytes: 256 << 20,
-            ..PoolConfig::default()
-        })
-        .ledger_path(dir.join("usage.jsonl"))
-        .data_dir(dir.join("data"))
+/// Deploys `blob-store` as `tenant/function`, granted `granted` containers.
+pub(crate) async fn deploy_blobs(host: &Host, tenant: &str, function: &str, granted: &[&str]) {
+    deploy_with(host, tenant, function, "blob-store", containers(granted)).await;
 }
 
 /// The names of the files in `<data_dir>/blobs/data/<tenant>` of the host
-/// whose temporary directory is `dir` (none if it does not exist yet).
-fn object_files(dir: &Path, tenant: &str) -> Vec<String> {
+/// whose temporary directory is `dir` (none if it does not exist yet):
+/// committed objects and spools alike.
+pub(crate) fn object_files(dir: &Path, tenant: &str) -> Vec<String> {
     match std::fs::read_dir(dir.join("data/blobs/data").join(tenant)) {
         Ok(entries) => entries
             .map(|e| {
@@ -77,92 +41,12 @@ fn object_files(dir: &Path, tenant: &str) -> Vec<String> {
     }
 }
 
-fn containers(names: &[&str]) -> FunctionConfig {
-    FunctionConfig {
-        blob_containers: names.iter().map(|s| s.to_string()).collect(),
-        ..FunctionConfig::default()
-    }
-}
-
-/// Deploys `blob-store` as `tenant/function`, granted `granted` containers.
-async fn deploy_blobs(host: &Host, tenant: &str, function: &str, granted: &[&str]) {
-    host.deploy_with(
-        tenant,
-        function,
-        &guests().bytes("blob-store"),
-        containers(granted),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("deploy {tenant}/{function} granted {granted:?}: {e}"));
-}
-
-use crate::command as call;
-
-/// The invocation of a command that must succeed.
-async fn done(host: &Host, tenant: &str, function: &str, command: &str) -> Invocation {
-    call(host, tenant, function, command)
-        .await
-        .unwrap_or_else(|e| panic!("{tenant}/{function} `{}`: {e}", shorten(command)))
-}
-
-/// The response of a command that must succeed, as text.
-async fn ok(host: &Host, tenant: &str, function: &str, command: &str) -> String {
-    let done = done(host, tenant, function, command).await;
-    String::from_utf8(done.response.data).expect("UTF-8 response")
-}
-
-/// The message of a command that must fail with `failed(..)`, and its report.
-async fn failed(host: &Host, tenant: &str, function: &str, command: &str) -> (String, Box<Report>) {
-    match call(host, tenant, function, command).await {
-        Err(Error::Guest {
-            error: GuestError::Failed(m),
-            report,
-        }) => {
-            assert_eq!(report.usage.outcome, Outcome::GuestError);
-            (m, report)
-        }
-        Err(e) => panic!(
-            "{tenant}/{function} `{}`: expected failed(..), got {e}",
-            shorten(command)
-        ),
-        Ok(done) => panic!(
-            "{tenant}/{function} `{}`: expected failed(..), got {:?}",
-            shorten(command),
-            String::from_utf8_lossy(&done.response.data)
-        ),
-    }
-}
-
-/// Asserts that a command fails with a message containing every one of
-/// `parts`; returns the report.
-async fn fails_with(
-    host: &Host,
-    tenant: &str,
-    function: &str,
-    command: &str,
-    parts: &[&str],
-) -> Box<Report> {
-    let (m, report) = failed(host, tenant, function, command).await;
-    for part in parts {
-        assert!(
-            m.contains(part),
-            "{tenant}/{function} `{}`: {m:?} does not contain {part:?}",
-            shorten(command)
-        );
-    }
-    report
-}
-
-fn shorten(s: &str) -> String {
-    if s.len() <= 80 {
-        s.to_string()
-    } else {
-        format!("{}… ({} bytes)", &s[..s.floor_char_boundary(80)], s.len())
-    }
+fn files(t: &TestHost, tenant: &str) -> usize {
+    object_files(t.dir(), tenant).len()
 }
 
 /// The first `n` bytes of the guest's pattern: byte `i` is `(i*31+7) % 251`.
-fn pattern(n: u64) -> Vec<u8> {
+pub(crate) fn pattern(n: u64) -> Vec<u8> {
     (0..n).map(|i| ((i * 31 + 7) % 251) as u8).collect()
 }
 
@@ -173,71 +57,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// What `get` answers for an object holding the first `n` pattern bytes.
-fn digest(n: u64) -> String {
+pub(crate) fn digest(n: u64) -> String {
     format!("ok {n} {:016x}", fnv1a(&pattern(n)))
 }
 
-/// The whole object, read natively through the host's blob store in 64 KiB
-/// chunks.
-fn read_native(host: &Host, tenant: &str, container: &str, name: &str) -> Vec<u8> {
-    let mut reader = host
-        .blob_store()
-        .open(tenant, container, name, 0, u64::MAX)
-        .unwrap_or_else(|e| panic!("open {tenant}/{container}/{name} natively: {e}"));
-    let mut out = Vec::new();
-    loop {
-        let chunk = reader.read(64 << 10).expect("native read");
-        if chunk.is_empty() {
-            return out;
-        }
-        out.extend(chunk);
-    }
-}
-
-fn lines(s: &str) -> BTreeSet<String> {
-    s.lines().map(str::to_string).collect()
-}
-
-/// The sum of the series of `family` carrying every label in `want`.
-fn series(host: &Host, family: &str, want: &[(&str, &str)]) -> f64 {
-    host.registry()
-        .gather()
-        .iter()
-        .filter(|mf| mf.name() == family)
-        .flat_map(|mf| mf.get_metric())
-        .filter(|m| {
-            want.iter().all(|(name, value)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *name && l.value() == *value)
-            })
-        })
-        // A counter or a gauge: the other one reads 0.
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
-}
-
-fn denied_metric(host: &Host, tenant: &str, function: &str) -> f64 {
-    series(
-        host,
-        "nimbus_denied_calls_total",
-        &[("tenant", tenant), ("function", function)],
-    )
+/// The whole object, read natively through the host's blob store.
+pub(crate) fn read_native(host: &Host, tenant: &str, container: &str, name: &str) -> Vec<u8> {
+    read_object(&*host.blob_store(), tenant, container, name)
+        .unwrap_or_else(|e| panic!("read {tenant}/{container}/{name} natively: {e}"))
 }
 
 /// The `nimbus_blob_stored_bytes` gauge of `tenant`, as scraped.
-fn stored_gauge(host: &Host, tenant: &str) -> Option<f64> {
-    crate::metric(
+pub(crate) fn stored_gauge(host: &Host, tenant: &str) -> Option<f64> {
+    metric(
         host,
         &format!("nimbus_blob_stored_bytes{{tenant=\"{tenant}\"}}"),
     )
-}
-
-fn usage_of(result: &Result<Invocation, Error>) -> UsageRecord {
-    match result {
-        Ok(done) => done.usage.clone(),
-        Err(e) => e.report().expect("a report").usage.clone(),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -245,7 +80,7 @@ fn usage_of(result: &Result<Invocation, Error>) -> UsageRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_megabyte_objects_stream_both_ways_and_read_back_natively() {
-    let t = BlobHost::new();
+    let t = data_host(|b| b);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_blobs(host, "t", "blobs", &["uploads"]).await;
@@ -323,7 +158,7 @@ async fn multi_megabyte_objects_stream_both_ways_and_read_back_natively() {
         .await;
         let last = end.min(4_999_999) as usize;
         assert_eq!(
-            response_bytes(&range),
+            &range.response.data[..],
             &whole[start as usize..=last],
             "range {start}..={end}"
         );
@@ -347,7 +182,7 @@ async fn multi_megabyte_objects_stream_both_ways_and_read_back_natively() {
     .await;
 
     // Replacing an object replaces its bytes and frees the old file.
-    assert_eq!(t.files("t"), 4);
+    assert_eq!(files(&t, "t"), 4);
     assert_eq!(
         ok(host, "t", "blobs", "put uploads big 1001 7").await,
         "ok 1001"
@@ -356,7 +191,7 @@ async fn multi_megabyte_objects_stream_both_ways_and_read_back_natively() {
         ok(host, "t", "blobs", "get uploads big").await,
         digest(1001)
     );
-    assert_eq!(t.files("t"), 4);
+    assert_eq!(files(&t, "t"), 4);
     assert_eq!(
         store.stored_bytes("t").expect("stored bytes"),
         1001 + 4_999_999 + 3_000_001
@@ -378,16 +213,12 @@ async fn multi_megabyte_objects_stream_both_ways_and_read_back_natively() {
     );
 }
 
-fn response_bytes(done: &Invocation) -> &[u8] {
-    &done.response.data
-}
-
 // ---------------------------------------------------------------------------
 // 2. Tenant isolation
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_name_reaches_another_tenants_objects() {
-    let t = BlobHost::new();
+    let t = data_host(|b| b);
     let host = &t.host;
     for tenant in ["a", "ab", "b"] {
         host.add_tenant(tenant, Limits::default()).expect("tenant");
@@ -407,9 +238,9 @@ async fn no_name_reaches_another_tenants_objects() {
     assert_eq!(ok(host, "a", "blobs", "write bc k from a").await, "ok");
     // a's object files: their bare names and absolute host paths are names
     // like any other to another tenant (and to a).
-    let a_files = object_files(t.dir.path(), "a");
+    let a_files = object_files(t.dir(), "a");
     assert_eq!(a_files.len(), 3, "{a_files:?}");
-    let a_dir = t.dir.path().join("data/blobs/data/a");
+    let a_dir = t.dir().join("data/blobs/data/a");
     let mut probes: Vec<String> = [
         "x",
         "dir/file",
@@ -482,7 +313,7 @@ async fn no_name_reaches_another_tenants_objects() {
         lines(&ok(host, "b", "blobs", "list uploads").await),
         b_names
     );
-    assert_eq!(t.files("b"), b_names.len());
+    assert_eq!(files(&t, "b"), b_names.len());
 
     // a's objects are untouched: bytes, listing and files.
     assert_eq!(ok(host, "a", "blobs", "cat uploads x").await, "secret of a");
@@ -495,7 +326,7 @@ async fn no_name_reaches_another_tenants_objects() {
         lines(&ok(host, "a", "blobs", "list uploads").await),
         lines("dir/file\nx")
     );
-    let mut after = object_files(t.dir.path(), "a");
+    let mut after = object_files(t.dir(), "a");
     after.sort();
     let mut before = a_files.clone();
     before.sort();
@@ -600,7 +431,7 @@ async fn no_name_reaches_another_tenants_objects() {
         ok(host, "b", "blobs", &format!("cat uploads {longest}")).await,
         "max"
     );
-    assert_eq!(t.files("b"), b_names.len() + 1);
+    assert_eq!(files(&t, "b"), b_names.len() + 1);
 
     // Stored bytes are per tenant.
     let store = host.blob_store();
@@ -615,7 +446,7 @@ async fn no_name_reaches_another_tenants_objects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ungranted_containers_are_denied_and_counted() {
-    let t = BlobHost::new();
+    let t = data_host(|b| b);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_blobs(host, "t", "blobs", &["mine"]).await;
@@ -669,7 +500,7 @@ async fn ungranted_containers_are_denied_and_counted() {
             "`{command}`: {u:?}"
         );
         assert_eq!(
-            denied_metric(host, "t", "blobs"),
+            denied_calls(host, "t", "blobs"),
             (i + 1) as f64,
             "`{command}`"
         );
@@ -682,15 +513,15 @@ async fn ungranted_containers_are_denied_and_counted() {
     assert_eq!(ok(host, "t", "blobs", "cat mine k").await, "mine");
     let store = host.blob_store();
     assert!(store.container("t", "brand-new").expect("lookup").is_none());
-    assert_eq!(t.files("t"), 2);
+    assert_eq!(files(&t, "t"), 2);
 
     // Granted calls are not denied; the other function was never denied.
     let granted = done(host, "t", "blobs", "has mine k").await;
     assert_eq!(granted.usage.denied_calls, 0);
-    assert_eq!(denied_metric(host, "t", "blobs"), commands.len() as f64);
-    assert_eq!(denied_metric(host, "t", "other"), 0.0);
+    assert_eq!(denied_calls(host, "t", "blobs"), commands.len() as f64);
+    assert_eq!(denied_calls(host, "t", "other"), 0.0);
     let mut denied: BTreeMap<String, u64> = BTreeMap::new();
-    for r in JsonLinesLedger::read(t.ledger()).expect("ledger") {
+    for r in t.records() {
         *denied.entry(r.function).or_default() += r.denied_calls;
     }
     assert_eq!(denied["blobs"], commands.len() as u64);
@@ -707,12 +538,7 @@ async fn ungranted_containers_are_denied_and_counted() {
             ..FunctionConfig::default()
         },
     ] {
-        let err = host
-            .deploy_with("t", "noblobs", &guests().bytes("blob-store"), config)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidComponent(_)), "{err:?}");
-        let m = err.to_string();
+        let m = deploy_refused(host, "t", "noblobs", "blob-store", config).await;
         assert!(m.contains("wasi:blobstore/"), "{m}");
         assert!(m.contains("blob_containers"), "{m}");
     }
@@ -729,7 +555,7 @@ async fn ungranted_containers_are_denied_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_value_writes_nothing_and_leaves_no_file() {
-    let t = BlobHost::new();
+    let t = data_host(|b| b);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_blobs(host, "t", "blobs", &["uploads"]).await;
@@ -745,7 +571,7 @@ async fn an_abandoned_value_writes_nothing_and_leaves_no_file() {
     assert_eq!(ok(host, "t", "blobs", "has uploads ghost").await, "false");
     assert_eq!(ok(host, "t", "blobs", "list uploads").await, "");
     assert!(store.head("t", "uploads", "ghost").expect("head").is_none());
-    assert_eq!(t.files("t"), 0, "the spool file was removed");
+    assert_eq!(files(&t, "t"), 0, "the spool file was removed");
     assert_eq!(store.stored_bytes("t").expect("stored"), 0);
 
     // Over an existing object: the object keeps its committed bytes.
@@ -753,7 +579,7 @@ async fn an_abandoned_value_writes_nothing_and_leaves_no_file() {
         ok(host, "t", "blobs", "put uploads real 1000 100").await,
         "ok 1000"
     );
-    assert_eq!(t.files("t"), 1);
+    assert_eq!(files(&t, "t"), 1);
     assert_eq!(
         ok(host, "t", "blobs", "abandon uploads real 5000").await,
         "ok"
@@ -763,7 +589,7 @@ async fn an_abandoned_value_writes_nothing_and_leaves_no_file() {
         digest(1000)
     );
     assert_eq!(ok(host, "t", "blobs", "info uploads real").await, "1000");
-    assert_eq!(t.files("t"), 1);
+    assert_eq!(files(&t, "t"), 1);
     assert_eq!(store.stored_bytes("t").expect("stored"), 1000);
 
     // Many at once, next to committed writes.
@@ -787,7 +613,7 @@ async fn an_abandoned_value_writes_nothing_and_leaves_no_file() {
         lines(&ok(host, "t", "blobs", "list uploads").await),
         lines("p1\np11\np13\np15\np3\np5\np7\np9\nreal")
     );
-    assert_eq!(t.files("t"), 9);
+    assert_eq!(files(&t, "t"), 9);
     assert_eq!(store.stored_bytes("t").expect("stored"), 1000 + 8 * 100_000);
 }
 
@@ -796,7 +622,7 @@ async fn an_abandoned_value_writes_nothing_and_leaves_no_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_holds_and_nothing_over_it_is_stored() {
-    let t = BlobHost::new();
+    let t = data_host(|b| b);
     let host = &t.host;
     host.add_tenant("small", Limits::default().max_blob_bytes(1_000_000))
         .expect("tenant");
@@ -814,7 +640,7 @@ async fn the_quota_holds_and_nothing_over_it_is_stored() {
     let report = fails_with(host, "small", "blobs", "put uploads b 600000 65536", &quota).await;
     assert_eq!(report.usage.blob_bytes_written, 0, "{:?}", report.usage);
     assert_eq!(ok(host, "small", "blobs", "has uploads b").await, "false");
-    assert_eq!(t.files("small"), 1, "the refused write left no file");
+    assert_eq!(files(&t, "small"), 1, "the refused write left no file");
     assert_eq!(store.stored_bytes("small").expect("stored"), 600_000);
     assert_eq!(stored_gauge(host, "small"), Some(600_000.0));
 
@@ -861,7 +687,7 @@ async fn the_quota_holds_and_nothing_over_it_is_stored() {
         lines(&ok(host, "small", "blobs", "list uploads").await),
         lines("a\nd")
     );
-    assert_eq!(t.files("small"), 2);
+    assert_eq!(files(&t, "small"), 2);
     assert_eq!(
         ok(host, "small", "blobs", "get uploads a").await,
         digest(900_000)
@@ -887,7 +713,7 @@ async fn the_quota_holds_and_nothing_over_it_is_stored() {
 async fn an_object_over_the_size_limit_fails_in_the_stream_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs = FsBlobs::open_with_limit(&dir.path().join("blobs"), 1 << 20).expect("blobs");
-    let t = BlobHost::with(|b| b.blob_backend(Arc::new(blobs)));
+    let t = data_host(|b| b.blob_backend(Arc::new(blobs)));
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_blobs(host, "t", "blobs", &["uploads"]).await;
@@ -923,188 +749,11 @@ async fn an_object_over_the_size_limit_fails_in_the_stream_and_leaves_nothing() 
 }
 
 // ---------------------------------------------------------------------------
-// 6. Persistence
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn objects_survive_a_restart_of_the_host() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = builder(dir.path()).build().expect("first host");
-    host.add_tenant("t", Limits::default()).expect("tenant");
-    deploy_blobs(&host, "t", "blobs", &["uploads", "notes"]).await;
-    assert_eq!(
-        ok(&host, "t", "blobs", "put uploads big 3000001 65536").await,
-        "ok 3000001"
-    );
-    assert_eq!(
-        ok(&host, "t", "blobs", "write notes hello hello again").await,
-        "ok"
-    );
-    assert_eq!(ok(&host, "t", "blobs", "write notes gone soon").await, "ok");
-    assert_eq!(ok(&host, "t", "blobs", "del notes gone").await, "ok");
-    assert_eq!(
-        ok(&host, "t", "blobs", "copy uploads big notes copy").await,
-        "ok"
-    );
-    assert_eq!(
-        ok(&host, "t", "blobs", "abandon notes ghost 1000").await,
-        "ok"
-    );
-    let stored = host.blob_store().stored_bytes("t").expect("stored");
-    assert_eq!(stored, 2 * 3_000_001 + 11);
-    assert!(dir.path().join("data/blobs/blobs.redb").is_file());
-    // Every handle on the host goes with it: the database must be closed.
-    drop(host);
-
-    let host = builder(dir.path())
-        .build()
-        .unwrap_or_else(|e| panic!("a new host on the same data directory: {e}"));
-    // Readable natively before anything is deployed.
-    assert!(read_native(&host, "t", "uploads", "big") == pattern(3_000_001));
-    host.add_tenant("t", Limits::default()).expect("tenant");
-    deploy_blobs(&host, "t", "blobs", &["uploads", "notes"]).await;
-    assert_eq!(
-        ok(&host, "t", "blobs", "get uploads big").await,
-        digest(3_000_001)
-    );
-    assert_eq!(
-        ok(&host, "t", "blobs", "get notes copy").await,
-        digest(3_000_001)
-    );
-    assert_eq!(
-        ok(&host, "t", "blobs", "cat notes hello").await,
-        "hello again"
-    );
-    assert_eq!(ok(&host, "t", "blobs", "has notes gone").await, "false");
-    assert_eq!(ok(&host, "t", "blobs", "has notes ghost").await, "false");
-    assert_eq!(
-        lines(&ok(&host, "t", "blobs", "list notes").await),
-        lines("copy\nhello")
-    );
-    assert_eq!(host.blob_store().stored_bytes("t").expect("stored"), stored);
-    assert_eq!(stored_gauge(&host, "t"), Some(stored as f64));
-    assert_eq!(object_files(dir.path(), "t").len(), 3);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_acknowledged_object_survives_kill_9_of_nimbus_serve() {
-    const KEY: &str = "acme-key";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("nimbus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-ledger = "usage.jsonl"
-data_dir = "data"
-
-[tenants.acme]
-api_keys = ["{KEY}"]
-max_blob_bytes = 10000000
-
-[[functions]]
-tenant = "acme"
-name = "blobs"
-component = {component:?}
-blob_containers = ["uploads"]
-"#,
-            component = guests().path("blob-store").display().to_string(),
-        ),
-    )
-    .expect("write config");
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let run = |server: &NimbusServe, command: &str| {
-        let client = Client::new(server.addr);
-        let command = command.to_string();
-        async move {
-            client
-                .post("/acme/blobs")
-                .key(KEY)
-                .body(command)
-                .await
-                .expect(200)
-                .text()
-        }
-    };
-
-    let server = NimbusServe::start(&config, cwd.path());
-    assert_eq!(
-        run(&server, "put uploads big 2000001 65536").await,
-        "ok 2000001"
-    );
-    assert_eq!(run(&server, "write uploads note acknowledged").await, "ok");
-    // The config's quota applies.
-    let reply = Client::new(server.addr)
-        .post("/acme/blobs")
-        .key(KEY)
-        .body("put uploads too-big 9000000 65536")
-        .await
-        .expect(502);
-    drop(reply);
-    assert_eq!(run(&server, "has uploads too-big").await, "false");
-    // A write in flight, one byte per stream write (seconds of work): its
-    // spool file is on disk when the server dies.
-    let objects = dir.path().join("data/blobs/data/acme");
-    let count = |dir: &Path| std::fs::read_dir(dir).expect("tenant dir").count();
-    assert_eq!(count(&objects), 2);
-    let slow = tokio::spawn(run(&server, "put uploads slow 3000000 1"));
-    crate::wait_for("the slow put's spool file", || count(&objects) == 3).await;
-    // SIGKILL right after the acknowledgements, mid-write: no drain, no
-    // clean close.
-    let mut server = server;
-    server.child.kill().expect("kill -9 nimbus serve");
-    let status = server.child.wait().expect("wait");
-    assert_eq!(status.signal(), Some(9), "{status}:\n{}", server.log());
-    drop(server);
-    assert!(slow.await.is_err(), "the slow put was cut off");
-    assert_eq!(
-        count(&objects),
-        3,
-        "the cut-off write's spool is still there"
-    );
-
-    let server = NimbusServe::start(&config, cwd.path());
-    assert_eq!(run(&server, "get uploads big").await, digest(2_000_001));
-    assert_eq!(run(&server, "has uploads slow").await, "false");
-    assert_eq!(run(&server, "cat uploads note").await, "acknowledged");
-    assert_eq!(
-        lines(&run(&server, "list uploads").await),
-        lines("big\nnote")
-    );
-    assert_eq!(count(&objects), 2, "the orphaned spool was swept at start");
-    drop(server);
-
-    // The ledger billed the HTTP invocations' blob bytes.
-    let records = JsonLinesLedger::read(dir.path().join("usage.jsonl")).expect("ledger");
-    assert!(
-        records.iter().all(|r| r.trigger == Trigger::Http),
-        "{records:?}"
-    );
-    let written: u64 = records.iter().map(|r| r.blob_bytes_written).sum();
-    let read: u64 = records.iter().map(|r| r.blob_bytes_read).sum();
-    assert_eq!(written, 2_000_001 + 12);
-    assert_eq!(read, 2_000_001 + 12);
-}
-
-// ---------------------------------------------------------------------------
-// 7. The ledger and the metrics agree
-
-/// Per (tenant, function): blob operations, bytes read, bytes written and
-/// denied calls summed over the ledger.
-fn ledger_sums(ledger: &Path) -> BTreeMap<(String, String), [u64; 4]> {
-    let mut sums: BTreeMap<(String, String), [u64; 4]> = BTreeMap::new();
-    for r in JsonLinesLedger::read(ledger).expect("ledger") {
-        let e = sums.entry((r.tenant, r.function)).or_default();
-        e[0] += r.blob_operations;
-        e[1] += r.blob_bytes_read;
-        e[2] += r.blob_bytes_written;
-        e[3] += r.denied_calls;
-    }
-    sums
-}
+// 6. The ledger and the metrics agree
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_usage_in_the_ledger_equals_the_metrics() {
-    let t = BlobHost::new();
+    let t = data_host(|b| b);
     let host = &t.host;
     // "shop"/"blobs" and "shopb"/"lobs" concatenate alike.
     host.add_tenant("shop", Limits::default()).expect("tenant");
@@ -1136,7 +785,7 @@ async fn blob_usage_in_the_ledger_equals_the_metrics() {
         ("list more", 2, 0, 0, 0),
     ];
     for (command, ops, read, written, denied) in expected {
-        let usage = usage_of(&call(host, "shop", "blobs", command).await);
+        let usage = usage(&call(host, "shop", "blobs", command).await);
         assert_eq!(
             (
                 usage.blob_operations,
@@ -1176,7 +825,16 @@ async fn blob_usage_in_the_ledger_equals_the_metrics() {
         task.await.expect("invocation task");
     }
 
-    let sums = ledger_sums(&t.ledger());
+    // Per (tenant, function): blob operations, bytes read, bytes written and
+    // denied calls.
+    let sums = sums(&t.ledger, |r| {
+        [
+            r.blob_operations,
+            r.blob_bytes_read,
+            r.blob_bytes_written,
+            r.denied_calls,
+        ]
+    });
     assert_eq!(sums.len(), 2, "{sums:?}");
     for ((tenant, function), [ops, read, written, denied]) in &sums {
         let tf = [("tenant", tenant.as_str()), ("function", function.as_str())];
@@ -1195,7 +853,7 @@ async fn blob_usage_in_the_ledger_equals_the_metrics() {
         };
         assert_eq!(bytes("read"), *read as f64, "{what} bytes read");
         assert_eq!(bytes("written"), *written as f64, "{what} bytes written");
-        assert_eq!(denied_metric(host, tenant, function), *denied as f64);
+        assert_eq!(denied_calls(host, tenant, function), *denied as f64);
         assert!(*ops > 0 && *written > 0, "{what}: {sums:?}");
     }
     // shop: the 1 denied above; shopb: 6 ranges on an ungranted container.

@@ -1,33 +1,29 @@
 //! The real `nimbus` binary, run the way a user runs it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use nimbus_core::{Outcome, UsageRecord};
 
-use crate::guests;
+use crate::support::{guest_path, nimbus};
 
-fn nimbus(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nimbus"))
+fn run(dir: &Path, args: &[&str]) -> Output {
+    nimbus()
         .current_dir(dir)
         .args(args)
         .output()
         .expect("run nimbus")
 }
 
-fn guest(name: &str) -> String {
-    guests().path(name).display().to_string()
-}
-
 #[test]
 fn run_echo_prints_the_response_usage_and_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("in.txt"), b"hello nimbus").expect("write");
-    let out = nimbus(
+    let out = run(
         dir.path(),
         &[
             "run",
-            &guest("echo"),
+            &guest_path("echo"),
             "--data",
             "in.txt",
             "--tenant",
@@ -75,11 +71,11 @@ fn run_echo_prints_the_response_usage_and_metrics() {
 fn guest_logs_go_to_stderr_prefixed_with_the_invocation_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("n"), b"100").expect("write");
-    let out = nimbus(
+    let out = run(
         dir.path(),
         &[
             "run",
-            &guest("compute"),
+            &guest_path("compute"),
             "--data",
             "n",
             "--usage-json",
@@ -104,39 +100,39 @@ fn each_failure_exits_non_zero_with_one_line_naming_it() {
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm at all").expect("write");
     let cases: &[(&[&str], i32, &str)] = &[
         (
-            &["run", &guest("spin-loop"), "--fuel", "1000000"],
+            &["run", &guest_path("spin-loop"), "--fuel", "1000000"],
             5,
             "error: out of fuel",
         ),
         (
-            &["run", &guest("memory-bomb"), "--memory", "8388608"],
+            &["run", &guest_path("memory-bomb"), "--memory", "8388608"],
             6,
             "error: memory limit exceeded",
         ),
         (
-            &["run", &guest("sleep"), "--timeout", "200"],
+            &["run", &guest_path("sleep"), "--timeout", "200"],
             7,
             "error: timeout",
         ),
         (
-            &["run", &guest("deep-recursion")],
+            &["run", &guest_path("deep-recursion")],
             8,
             "error: trap: stack overflow",
         ),
-        (&["run", &guest("trap")], 9, "error: trap: wasm trap"),
+        (&["run", &guest_path("trap")], 9, "error: trap: wasm trap"),
         (
             &["run", "junk.wasm"],
             3,
             "invalid component: not a WebAssembly binary",
         ),
         (
-            &["run", &guest("compute")],
+            &["run", &guest_path("compute")],
             4,
             "error: guest error: invalid input",
         ),
     ];
     for (args, code, line) in cases {
-        let out = nimbus(dir.path(), args);
+        let out = run(dir.path(), args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
         let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error:")).collect();

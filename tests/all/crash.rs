@@ -4,38 +4,25 @@
 //! and an object write acknowledged just before a crash still has its
 //! object-created event delivered after the restart.
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use nimbus_core::nimbus_blob::WriteOptions;
+use image::ImageFormat;
 use nimbus_core::nimbus_queue::{QueueStore, now_ms};
-use nimbus_core::{FunctionConfig, Host, JsonLinesLedger, Limits, Outcome, Trigger};
-use nimbus_triggers::{ObjectTrigger, TriggerOptions, Triggers};
+use nimbus_core::{Host, Limits, Outcome, Trigger};
+use nimbus_triggers::{TriggerOptions, Triggers};
 
-use crate::guests;
-use crate::http::{Client, NimbusServe};
+use crate::support::{
+    ServeDir, containers, data_host, deploy_with, guest_path, ledger, object_trigger, test_image,
+    upload,
+};
 
 const KEY: &str = "acme-key";
 const MESSAGES: usize = 60;
 
-async fn call(server: &NimbusServe, function: &str, body: &str) -> String {
-    Client::new(server.addr)
-        .post(&format!("/acme/{function}"))
-        .key(KEY)
-        .body(body.to_string())
-        .await
-        .expect(200)
-        .text()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_messages_and_the_ledger_survive_kill_9_of_nimbus_serve() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("nimbus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let dir = ServeDir::new(&format!(
+        r#"
 ledger = "usage.jsonl"
 data_dir = "data"
 drain_timeout_ms = 5000
@@ -66,66 +53,57 @@ max_receive_count = 10
 backoff_base_ms = 50
 backoff_max_ms = 200
 "#,
-            publisher = guests().path("publisher").display().to_string(),
-            worker = guests().path("kv-counter").display().to_string(),
-        ),
-    )
-    .expect("write config");
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let ledger = dir.path().join("usage.jsonl");
+        publisher = guest_path("publisher"),
+        worker = guest_path("kv-counter"),
+    ));
+    let ledger_path = dir.ledger_path();
 
     // Publish through a guest over HTTP; the worker consumes meanwhile.
-    let mut server = NimbusServe::start(&config, cwd.path());
+    let server = dir.start();
+    let acme = server.client().with_key(KEY);
     for _ in 0..MESSAGES {
-        assert_eq!(
-            call(&server, "publisher", "publish jobs incr s done").await,
-            "ok"
-        );
+        let answer = acme
+            .run("/acme/publisher", "publish jobs incr s done")
+            .await;
+        assert_eq!(answer, "ok");
     }
-    // SIGKILL while the consumer is mid-queue: no drain, nothing acked for
-    // the batch in flight.
-    server.child.kill().expect("kill -9 nimbus serve");
-    let status = server.child.wait().expect("wait");
-    assert_eq!(status.signal(), Some(9), "{status}:\n{}", server.log());
-    let before = JsonLinesLedger::read(&ledger).expect("ledger after the crash");
-    let worked_before = before.iter().filter(|r| r.function == "worker").count();
+    // SIGKILL while the consumer is mid-queue: nothing acked for the batch
+    // in flight.
+    server.kill_9();
+    let worked_before = dir
+        .records()
+        .iter()
+        .filter(|r| r.function == "worker")
+        .count();
     assert!(
         worked_before < MESSAGES,
         "the crash came too late to test anything: {worked_before} already done"
     );
-    drop(server);
 
     // Restart: the rest of the queue is consumed, the in-flight batch again
     // after its visibility timeout.
-    let mut server = NimbusServe::start(&config, cwd.path());
+    let server = dir.start();
+    let acme = server.client().with_key(KEY);
     let mut done = 0;
     let mut finished = false;
     for _ in 0..300 {
         // Not a 200 until the first increment: "missing" counts as 0.
-        done = Client::new(server.addr)
+        done = acme
             .post("/acme/worker")
-            .key(KEY)
             .body("get s done")
             .await
             .text()
             .parse::<usize>()
             .unwrap_or(0);
-        let successes = JsonLinesLedger::read(&ledger)
-            .expect("ledger")
+        let successes = ledger(&ledger_path)
             .iter()
             .filter(|r| r.trigger == Trigger::Queue && r.outcome == Outcome::Success)
             .count();
         // Drained: also the messages that ran before the crash but were
         // not acked, once their visibility timeout let them run again.
-        let stats: serde_json::Value = serde_json::from_str(
-            &Client::new(server.addr)
-                .get("/queues/v1/acme/jobs")
-                .key(KEY)
-                .send()
-                .await
-                .text(),
-        )
-        .unwrap_or_default();
+        let stats: serde_json::Value =
+            serde_json::from_str(&acme.get("/queues/v1/acme/jobs").await.text())
+                .unwrap_or_default();
         let drained = ["visible", "in_flight", "delayed"]
             .iter()
             .all(|k| stats[k].as_u64() == Some(0));
@@ -148,9 +126,7 @@ backoff_max_ms = 200
         (MESSAGES..=MESSAGES + 4).contains(&done),
         "counter {done} after {MESSAGES} messages"
     );
-    server.terminate();
-    assert!(server.wait_exit(Duration::from_secs(10)).success());
-    drop(server);
+    server.stop();
 
     // Nothing left, nothing dead-lettered.
     let queues = QueueStore::open(&dir.path().join("data/queues.redb")).expect("queues");
@@ -163,7 +139,7 @@ backoff_max_ms = 200
 
     // The ledger: every publish that answered 200 has exactly one record,
     // no record is duplicated, queue work is billed as such.
-    let records = JsonLinesLedger::read(&ledger).expect("ledger");
+    let records = ledger(&ledger_path);
     let published = records
         .iter()
         .filter(|r| r.function == "publisher" && r.outcome == Outcome::Success)
@@ -188,7 +164,7 @@ backoff_max_ms = 200
             .all(|r| r.trigger == Trigger::Queue || r.trigger == Trigger::Http)
     );
     // Every line of the file is a whole record: no torn writes.
-    let text = std::fs::read_to_string(&ledger).expect("ledger text");
+    let text = std::fs::read_to_string(&ledger_path).expect("ledger text");
     assert_eq!(text.lines().count(), records.len());
 }
 
@@ -197,73 +173,27 @@ backoff_max_ms = 200
 /// same data directory delivers the event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_upload_is_processed_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let build = || {
-        Host::builder()
-            .ledger_path(dir.path().join("usage.jsonl"))
-            .data_dir(dir.path().join("data"))
-            .build()
-            .expect("host")
-    };
-    let png = {
-        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-            400,
-            200,
-            image::Rgb([200, 10, 10]),
-        ));
-        let mut buf = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-            .expect("png");
-        buf
-    };
+    let png = test_image(400, 200, ImageFormat::Png);
     let setup = |host: Host| async move {
         host.add_tenant("demo", Limits::default()).unwrap();
-        host.deploy_with(
-            "demo",
-            "thumbnail",
-            &guests().bytes("thumbnail"),
-            FunctionConfig {
-                blob_containers: vec!["uploads".into(), "thumbnails".into()],
-                ..FunctionConfig::default()
-            },
-        )
-        .await
-        .unwrap();
+        let grant = containers(&["uploads", "thumbnails"]);
+        deploy_with(&host, "demo", "thumbnail", "thumbnail", grant).await;
         let triggers = Triggers::new(host.clone(), TriggerOptions::default()).unwrap();
         triggers
-            .add_object_trigger(ObjectTrigger {
-                tenant: "demo".into(),
-                function: "thumbnail".into(),
-                container: "uploads".into(),
-                prefix: String::new(),
-                suffix: String::new(),
-            })
+            .add_object_trigger(object_trigger("demo", "thumbnail", "uploads"))
             .unwrap();
         triggers
     };
+    let t = data_host(|b| b);
     {
-        let host = build();
-        let _triggers = setup(host.clone()).await;
-        let blob = host.blob_store();
-        let mut spool = blob.spool("demo").unwrap();
-        spool.write(&png).unwrap();
-        blob.commit(
-            spool,
-            "uploads",
-            "red.png",
-            Some("image/png".into()),
-            WriteOptions {
-                quota: None,
-                event_depth: host.is_watched("demo", "uploads").then_some(0),
-            },
-        )
-        .unwrap();
+        let _triggers = setup(t.host.clone()).await;
+        upload(&t.host, "demo", "uploads", "red.png", &png, "image/png");
         // "Crash": the host goes away without ever delivering.
     }
-    let host = build();
-    let triggers = setup(host.clone()).await;
+    let t = t.restart(|b| b);
+    let triggers = setup(t.host.clone()).await;
     triggers.start();
-    let blob = host.blob_store();
+    let blob = t.host.blob_store();
     let mut thumb = None;
     for _ in 0..200 {
         if let Some(m) = blob.head("demo", "thumbnails", "red.png").unwrap() {

@@ -2,7 +2,7 @@
 
 use nimbus_core::{Error, Limits};
 
-use crate::{event, guests, test_host};
+use crate::support::{event, guests, ok, test_host};
 
 async fn refused(bytes: &[u8]) -> String {
     let t = test_host(|b| b);
@@ -128,24 +128,10 @@ async fn redeploy_replaces_and_keeps_in_flight_on_the_old_version() {
         old.invoke(event(b"7")).await.expect("old").response.data,
         b"7"
     );
-    assert_eq!(
-        host.invoke("t", "f", event(b"7"))
-            .await
-            .expect("new")
-            .response
-            .data,
-        b"3"
-    );
+    assert_eq!(ok(host, "t", "f", "7").await, "3");
     // A failed redeploy leaves the running version in place.
     assert!(host.deploy("t", "f", b"junk").await.is_err());
-    assert_eq!(
-        host.invoke("t", "f", event(b"7"))
-            .await
-            .expect("kept")
-            .response
-            .data,
-        b"3"
-    );
+    assert_eq!(ok(host, "t", "f", "7").await, "3", "kept");
     assert_eq!(host.functions("t"), ["f"]);
     host.remove_function("t", "f").expect("remove");
     assert!(host.invoke("t", "f", event(b"7")).await.is_err());

@@ -1,22 +1,9 @@
 //! The tenant directory grant: `/data` in the guest is the tenant's own
 //! directory; no path, `..` or symlink reaches another tenant's files.
 
-use nimbus_core::{Error, FunctionConfig, Host, Limits, PoolConfig};
+use nimbus_core::{Error, FunctionConfig, Host, Limits};
 
-use crate::{event, guests};
-
-fn host(dir: &std::path::Path) -> Host {
-    Host::builder()
-        .pool(PoolConfig {
-            max_instances: 16,
-            max_memory_bytes: 128 << 20,
-            ..PoolConfig::default()
-        })
-        .ledger_path(dir.join("usage.jsonl"))
-        .data_dir(dir.join("data"))
-        .build()
-        .expect("host")
-}
+use crate::support::{data_host, deploy_refused, deploy_with, directory, event, test_host};
 
 async fn run(host: &Host, tenant: &str, command: &str) -> Result<String, String> {
     match host
@@ -31,25 +18,19 @@ async fn run(host: &Host, tenant: &str, command: &str) -> Result<String, String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_sees_only_its_own_directory() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = host(dir.path());
-    let granted = FunctionConfig {
-        directory: true,
-        ..FunctionConfig::default()
-    };
+    let t = data_host(|b| b);
+    let (host, dir) = (&t.host, &t.dir);
     for tenant in ["a", "b"] {
         host.add_tenant(tenant, Limits::default()).expect("tenant");
-        host.deploy_with(tenant, "files", &guests().bytes("files"), granted.clone())
-            .await
-            .expect("deploy");
+        deploy_with(host, tenant, "files", "files", directory()).await;
     }
 
     assert_eq!(
-        run(&host, "a", "write notes.txt hello from a").await,
+        run(host, "a", "write notes.txt hello from a").await,
         Ok("ok".into())
     );
     assert_eq!(
-        run(&host, "a", "read notes.txt").await,
+        run(host, "a", "read notes.txt").await,
         Ok("hello from a".into())
     );
     let on_disk = dir.path().join("data/files/a/notes.txt");
@@ -58,7 +39,7 @@ async fn each_tenant_sees_only_its_own_directory() {
         "hello from a"
     );
 
-    assert_eq!(run(&host, "b", "list").await, Ok(String::new()));
+    assert_eq!(run(host, "b", "list").await, Ok(String::new()));
     for attack in [
         "read notes.txt",
         "read ../a/notes.txt",
@@ -67,7 +48,7 @@ async fn each_tenant_sees_only_its_own_directory() {
         "read ./../a/notes.txt",
         "write ../a/notes.txt overwritten by b",
     ] {
-        let r = run(&host, "b", attack).await;
+        let r = run(host, "b", attack).await;
         assert!(r.is_err(), "b `{attack}` succeeded: {r:?}");
     }
     // A symlink planted in b's directory pointing at a's is not followed out.
@@ -78,7 +59,7 @@ async fn each_tenant_sees_only_its_own_directory() {
             dir.path().join("data/files/b/link"),
         )
         .expect("symlink");
-        let r = run(&host, "b", "read link/notes.txt").await;
+        let r = run(host, "b", "read link/notes.txt").await;
         assert!(
             r.is_err(),
             "followed a symlink out of the tenant directory: {r:?}"
@@ -93,37 +74,20 @@ async fn each_tenant_sees_only_its_own_directory() {
 
 #[tokio::test]
 async fn a_component_using_files_needs_the_directory_grant() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = host(dir.path());
-    host.add_tenant("t", Limits::default()).expect("tenant");
-    let err = host
-        .deploy("t", "files", &guests().bytes("files"))
-        .await
-        .unwrap_err();
-    let m = err.to_string();
+    let t = data_host(|b| b);
+    t.host.add_tenant("t", Limits::default()).expect("tenant");
+    let ungranted = FunctionConfig::default();
+    let m = deploy_refused(&t.host, "t", "files", "files", ungranted).await;
     assert!(
         m.contains("wasi:filesystem/") && m.contains("not granted a directory"),
         "{m}"
     );
 
     // And a host without a data directory cannot grant one.
-    let bare = Host::builder()
-        .pool(PoolConfig {
-            max_instances: 4,
-            max_memory_bytes: 128 << 20,
-            ..PoolConfig::default()
-        })
-        .ledger_path(dir.path().join("other.jsonl"))
-        .build()
-        .expect("host");
-    bare.add_tenant("t", Limits::default()).expect("tenant");
-    let grant = FunctionConfig {
-        directory: true,
-        ..FunctionConfig::default()
-    };
-    let err = bare
-        .deploy_with("t", "files", &guests().bytes("files"), grant)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("no data_dir"), "{err}");
+    let bare = test_host(|b| b);
+    bare.host
+        .add_tenant("t", Limits::default())
+        .expect("tenant");
+    let m = deploy_refused(&bare.host, "t", "files", "files", directory()).await;
+    assert!(m.contains("no data_dir"), "{m}");
 }

@@ -8,95 +8,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use nimbus_core::{
-    Error, FunctionConfig, GuestError, Host, JsonLinesLedger, Limits, Outcome, PoolConfig, Report,
+    Error, FunctionConfig, GuestError, Host, HostBuilder, Limits, Outcome, PoolConfig,
 };
 
-use crate::guests;
+use crate::support::{
+    call, data_host, denied_calls, deploy_refused, deploy_with, guest_err, guests, lines, metric,
+    ok, series, shorten, stores, sums, usage,
+};
 
-/// A host with its ledger (`usage.jsonl`) and data directory (`data/`) in a
-/// fresh temporary directory.
-struct KvHost {
-    host: Host,
-    dir: tempfile::TempDir,
-}
-
-impl KvHost {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let host = build_host(dir.path()).expect("host builds");
-        Self { host, dir }
-    }
-
-    fn ledger(&self) -> std::path::PathBuf {
-        self.dir.path().join("usage.jsonl")
-    }
-}
-
-/// A host whose ledger and key-value data live under `dir`; 64 pool slots,
-/// so 40 invocations at once are not throttled by the host.
-fn build_host(dir: &Path) -> Result<Host, Error> {
-    Host::builder()
-        .pool(PoolConfig {
-            max_instances: 64,
-            max_memory_bytes: 128 << 20,
-            ..PoolConfig::default()
-        })
-        .ledger_path(dir.join("usage.jsonl"))
-        .data_dir(dir.join("data"))
-        .build()
-}
-
-fn stores(names: &[&str]) -> FunctionConfig {
-    FunctionConfig {
-        kv_stores: names.iter().map(|s| s.to_string()).collect(),
-        ..FunctionConfig::default()
-    }
+/// 64 pool slots, so 40 invocations at once are not throttled by the host.
+fn roomy_pool(builder: HostBuilder) -> HostBuilder {
+    builder.pool(PoolConfig {
+        max_instances: 64,
+        max_memory_bytes: 128 << 20,
+        ..PoolConfig::default()
+    })
 }
 
 /// Deploys `kv-counter` as `tenant/function`, granted `granted` stores.
 async fn deploy_kv(host: &Host, tenant: &str, function: &str, granted: &[&str]) {
-    host.deploy_with(
-        tenant,
-        function,
-        &guests().bytes("kv-counter"),
-        stores(granted),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("deploy {tenant}/{function} granted {granted:?}: {e}"));
-}
-
-use crate::command as call;
-
-/// The response of a command that must succeed, as text.
-async fn ok(host: &Host, tenant: &str, function: &str, command: &str) -> String {
-    let done = call(host, tenant, function, command)
-        .await
-        .unwrap_or_else(|e| panic!("{tenant}/{function} `{}`: {e}", shorten(command)));
-    String::from_utf8(done.response.data).expect("UTF-8 response")
-}
-
-/// The guest error of a command that must fail with one.
-async fn guest_err(
-    host: &Host,
-    tenant: &str,
-    function: &str,
-    command: &str,
-) -> (GuestError, Box<Report>) {
-    match call(host, tenant, function, command).await {
-        Err(Error::Guest { error, report }) => {
-            assert_eq!(report.usage.outcome, Outcome::GuestError);
-            (error, report)
-        }
-        Err(e) => panic!(
-            "{tenant}/{function} `{}`: expected a guest error, got {e}",
-            shorten(command)
-        ),
-        Ok(done) => panic!(
-            "{tenant}/{function} `{}`: expected a guest error, got {:?}",
-            shorten(command),
-            String::from_utf8_lossy(&done.response.data)
-        ),
-    }
+    deploy_with(host, tenant, function, "kv-counter", stores(granted)).await;
 }
 
 /// `get` of a key that must be absent.
@@ -109,72 +40,23 @@ async fn missing(host: &Host, tenant: &str, function: &str, store: &str, key: &s
     );
 }
 
-fn shorten(s: &str) -> String {
-    if s.len() <= 80 {
-        s.to_string()
-    } else {
-        format!("{}… ({} bytes)", &s[..s.floor_char_boundary(80)], s.len())
-    }
-}
-
-fn lines(s: &str) -> BTreeSet<String> {
-    s.lines().map(str::to_string).collect()
-}
-
-/// A counter's value per (family, tenant, function, op); absent series are 0.
-fn counter(host: &Host, family: &str, tenant: &str, function: &str, op: Option<&str>) -> f64 {
-    let label = |m: &nimbus_core::prometheus::proto::Metric, name: &str| {
-        m.get_label()
-            .iter()
-            .find(|l| l.name() == name)
-            .map(|l| l.value().to_string())
-    };
-    host.registry()
-        .gather()
-        .iter()
-        .filter(|mf| mf.name() == family)
-        .flat_map(|mf| mf.get_metric())
-        .filter(|m| {
-            label(m, "tenant").as_deref() == Some(tenant)
-                && label(m, "function").as_deref() == Some(function)
-                && label(m, "op").as_deref() == op
-        })
-        .map(|m| m.get_counter().get_value())
-        .sum()
-}
-
 fn kv_metric(host: &Host, tenant: &str, function: &str, op: &str) -> f64 {
-    counter(
+    series(
         host,
         "nimbus_kv_operations_total",
-        tenant,
-        function,
-        Some(op),
+        &[("tenant", tenant), ("function", function), ("op", op)],
     )
 }
 
-fn denied_metric(host: &Host, tenant: &str, function: &str) -> f64 {
-    counter(host, "nimbus_denied_calls_total", tenant, function, None)
-}
-
-/// Per (tenant, function): (kv_reads, kv_writes, denied_calls) summed over
+/// Per (tenant, function): kv_reads, kv_writes and denied_calls summed over
 /// the ledger's records.
-fn ledger_sums(ledger: &Path) -> BTreeMap<(String, String), (u64, u64, u64)> {
-    let mut sums: BTreeMap<(String, String), (u64, u64, u64)> = BTreeMap::new();
-    for r in JsonLinesLedger::read(ledger).expect("ledger") {
-        let e = sums
-            .entry((r.tenant.clone(), r.function.clone()))
-            .or_default();
-        e.0 += r.kv_reads;
-        e.1 += r.kv_writes;
-        e.2 += r.denied_calls;
-    }
-    sums
+fn ledger_sums(ledger: &Path) -> BTreeMap<(String, String), [u64; 3]> {
+    sums(ledger, |r| [r.kv_reads, r.kv_writes, r.denied_calls])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_increments_are_atomic() {
-    let t = KvHost::new();
+    let t = data_host(roomy_pool);
     let host = &t.host;
     host.add_tenant("t", Limits::default().max_concurrency(64))
         .expect("tenant");
@@ -205,54 +87,52 @@ async fn concurrent_increments_are_atomic() {
     // Another key is another counter.
     assert_eq!(ok(host, "t", "counter", "incr s counter2").await, "1");
 
-    let records = JsonLinesLedger::read(t.ledger()).expect("ledger");
+    let records = t.records();
     assert_eq!(records.len(), 45);
     assert!(records.iter().all(|r| r.outcome == Outcome::Success));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_a_restart_of_the_host() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = build_host(dir.path()).expect("first host");
+    let t = data_host(roomy_pool);
+    let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    deploy_kv(&host, "t", "kv", &["s"]).await;
+    deploy_kv(host, "t", "kv", &["s"]).await;
     assert_eq!(
-        ok(&host, "t", "kv", "set s greeting hello again").await,
+        ok(host, "t", "kv", "set s greeting hello again").await,
         "ok"
     );
     for _ in 0..3 {
-        ok(&host, "t", "kv", "incr s n").await;
+        ok(host, "t", "kv", "incr s n").await;
     }
-    assert_eq!(ok(&host, "t", "kv", "batch s a=1 b=2").await, "a=1\nb=2");
-    assert_eq!(ok(&host, "t", "kv", "del s b").await, "ok");
-    assert!(dir.path().join("data/kv.redb").is_file());
-    // Every handle on the host goes with it: the database must be closed.
-    drop(host);
+    assert_eq!(ok(host, "t", "kv", "batch s a=1 b=2").await, "a=1\nb=2");
+    assert_eq!(ok(host, "t", "kv", "del s b").await, "ok");
+    assert!(t.dir().join("data/kv.redb").is_file());
 
-    let host = build_host(dir.path())
-        .unwrap_or_else(|e| panic!("a new host on the same data directory: {e}"));
+    let t = t.restart(roomy_pool);
+    let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    deploy_kv(&host, "t", "kv", &["s"]).await;
-    assert_eq!(ok(&host, "t", "kv", "get s greeting").await, "hello again");
-    assert_eq!(ok(&host, "t", "kv", "incr s n").await, "4");
-    assert_eq!(ok(&host, "t", "kv", "get s a").await, "1");
-    missing(&host, "t", "kv", "s", "b").await;
+    deploy_kv(host, "t", "kv", &["s"]).await;
+    assert_eq!(ok(host, "t", "kv", "get s greeting").await, "hello again");
+    assert_eq!(ok(host, "t", "kv", "incr s n").await, "4");
+    assert_eq!(ok(host, "t", "kv", "get s a").await, "1");
+    missing(host, "t", "kv", "s", "b").await;
     assert_eq!(
-        lines(&ok(&host, "t", "kv", "list s").await),
+        lines(&ok(host, "t", "kv", "list s").await),
         lines("a\ngreeting\nn")
     );
-    drop(host);
 
     // And once more, after a host that only read.
-    let host = build_host(dir.path()).expect("third host");
+    let t = t.restart(roomy_pool);
+    let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    deploy_kv(&host, "t", "kv", &["s"]).await;
-    assert_eq!(ok(&host, "t", "kv", "incr s n").await, "5");
+    deploy_kv(host, "t", "kv", &["s"]).await;
+    assert_eq!(ok(host, "t", "kv", "incr s n").await, "5");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_are_namespaced_per_tenant() {
-    let t = KvHost::new();
+    let t = data_host(roomy_pool);
     let host = &t.host;
     for tenant in ["a", "b", "ab"] {
         host.add_tenant(tenant, Limits::default()).expect("tenant");
@@ -389,7 +269,7 @@ async fn stores_are_namespaced_per_tenant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ungranted_stores_are_denied() {
-    let t = KvHost::new();
+    let t = data_host(roomy_pool);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     host.add_tenant("u", Limits::default()).expect("tenant");
@@ -409,7 +289,7 @@ async fn ungranted_stores_are_denied() {
         );
         assert_eq!(report.usage.denied_calls, 1, "{:?}", report.usage);
         assert_eq!(report.usage.kv_reads + report.usage.kv_writes, 0);
-        assert_eq!(denied_metric(host, "t", "kv"), (i + 1) as f64);
+        assert_eq!(denied_calls(host, "t", "kv"), (i + 1) as f64);
     }
     assert_eq!(ok(host, "u", "kv", "get theirs k").await, "secret");
     // Granted stores are not denied.
@@ -417,11 +297,11 @@ async fn ungranted_stores_are_denied() {
         .await
         .expect("granted");
     assert_eq!(done.usage.denied_calls, 0);
-    assert_eq!(denied_metric(host, "t", "kv"), 3.0);
-    assert_eq!(denied_metric(host, "u", "kv"), 0.0);
-    let sums = ledger_sums(&t.ledger());
-    assert_eq!(sums[&("t".into(), "kv".into())].2, 3);
-    assert_eq!(sums[&("u".into(), "kv".into())].2, 0);
+    assert_eq!(denied_calls(host, "t", "kv"), 3.0);
+    assert_eq!(denied_calls(host, "u", "kv"), 0.0);
+    let sums = ledger_sums(&t.ledger);
+    assert_eq!(sums[&("t".into(), "kv".into())][2], 3);
+    assert_eq!(sums[&("u".into(), "kv".into())][2], 0);
 
     // A component importing wasi:keyvalue with no stores granted is refused
     // at deploy.
@@ -432,12 +312,7 @@ async fn ungranted_stores_are_denied() {
             ..FunctionConfig::default()
         },
     ] {
-        let err = host
-            .deploy_with("t", "nokv", &guests().bytes("kv-counter"), config)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidComponent(_)), "{err:?}");
-        let m = err.to_string();
+        let m = deploy_refused(host, "t", "nokv", "kv-counter", config).await;
         assert!(m.contains("wasi:keyvalue/"), "{m}");
         assert!(m.contains("granted no key-value stores"), "{m}");
     }
@@ -455,7 +330,7 @@ async fn ungranted_stores_are_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_list_and_delete_round_trip() {
-    let t = KvHost::new();
+    let t = data_host(roomy_pool);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_kv(host, "t", "kv", &["s", "empty"]).await;
@@ -504,7 +379,7 @@ async fn batch_list_and_delete_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_and_value_limits_are_guest_errors() {
-    let t = KvHost::new();
+    let t = data_host(roomy_pool);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_kv(host, "t", "kv", &["s"]).await;
@@ -558,7 +433,7 @@ async fn key_and_value_limits_are_guest_errors() {
     let done = call(host, "t", "kv", "get s big").await.expect("get 1 MiB");
     assert_eq!(done.response.data.len(), 1 << 20);
     assert_eq!(ok(host, "t", "kv", "incr s n").await, "1");
-    let records = JsonLinesLedger::read(t.ledger()).expect("ledger");
+    let records = t.records();
     assert!(
         records
             .iter()
@@ -569,7 +444,7 @@ async fn key_and_value_limits_are_guest_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_operations_are_counted_in_the_ledger_and_the_metrics() {
-    let t = KvHost::new();
+    let t = data_host(roomy_pool);
     let host = &t.host;
     host.add_tenant("acme", Limits::default()).expect("tenant");
     host.add_tenant("acmek", Limits::default()).expect("tenant");
@@ -588,10 +463,7 @@ async fn kv_operations_are_counted_in_the_ledger_and_the_metrics() {
         ("echo s", 0, 0),
     ];
     for (command, reads, writes) in expected {
-        let usage = match call(host, "acme", "kv", command).await {
-            Ok(done) => done.usage,
-            Err(e) => e.report().expect("a report").usage.clone(),
-        };
+        let usage = usage(&call(host, "acme", "kv", command).await);
         assert_eq!(
             (usage.kv_reads, usage.kv_writes),
             (reads, writes),
@@ -635,9 +507,9 @@ async fn kv_operations_are_counted_in_the_ledger_and_the_metrics() {
         task.await.expect("invocation task");
     }
 
-    let sums = ledger_sums(&t.ledger());
+    let sums = ledger_sums(&t.ledger);
     assert_eq!(sums.len(), 2, "{sums:?}");
-    for ((tenant, function), (reads, writes, denied)) in &sums {
+    for ((tenant, function), [reads, writes, denied]) in &sums {
         assert_eq!(
             kv_metric(host, tenant, function, "read"),
             *reads as f64,
@@ -648,25 +520,25 @@ async fn kv_operations_are_counted_in_the_ledger_and_the_metrics() {
             *writes as f64,
             "{tenant}/{function} writes"
         );
-        assert_eq!(denied_metric(host, tenant, function), *denied as f64);
+        assert_eq!(denied_calls(host, tenant, function), *denied as f64);
     }
     // acme: 4 reads above (the missing key's included), then 10 batches (one get-many each) and 10
     // over-long gets (counted or not); writes: 5 above, 10 incr, 10 set-many.
     // acmek: 10 lists; 10 incr and 10 oversized sets (counted or not).
     let acme = sums[&("acme".into(), "kv".into())];
     let acmek = sums[&("acmek".into(), "v".into())];
-    assert!(matches!(acme.0, 14 | 24), "{acme:?}");
-    assert_eq!((acme.1, acme.2), (25, 1), "{acme:?}");
-    assert_eq!(acmek.0, 10, "{acmek:?}");
-    assert!(matches!(acmek.1, 10 | 20), "{acmek:?}");
-    assert_eq!(acmek.2, 0, "{acmek:?}");
+    assert!(matches!(acme[0], 14 | 24), "{acme:?}");
+    assert_eq!((acme[1], acme[2]), (25, 1), "{acme:?}");
+    assert_eq!(acmek[0], 10, "{acmek:?}");
+    assert!(matches!(acmek[1], 10 | 20), "{acmek:?}");
+    assert_eq!(acmek[2], 0, "{acmek:?}");
     let text = host.metrics_text();
     assert!(text.contains("nimbus_kv_operations_total{"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_storage_quota_holds_per_tenant_and_the_gauge_is_exact() {
-    let h = KvHost::new();
+    let h = data_host(roomy_pool);
     let host = &h.host;
     host.add_tenant("small", Limits::default().max_kv_bytes(1000))
         .expect("tenant");
@@ -687,7 +559,7 @@ async fn the_storage_quota_holds_per_tenant_and_the_gauge_is_exact() {
     ok(host, "roomy", "kv", "big s b 5000").await;
 
     let gauge = |tenant: &str| {
-        crate::metric(
+        metric(
             host,
             &format!("nimbus_kv_stored_bytes{{tenant=\"{tenant}\"}}"),
         )

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nimbus_core::{Error, Limits, Outcome};
 
-use crate::{event, metric, tenant_with, test_host, wait_for};
+use crate::support::{done, event, guest_err, metric, tenant_with, test_host, wait_for};
 
 fn tight() -> Limits {
     Limits::default()
@@ -227,7 +227,7 @@ async fn the_concurrency_quota_throttles_with_a_record() {
         .await
         .expect("after the sleeper");
 
-    let records = nimbus_core::JsonLinesLedger::read(&t.ledger).expect("ledger");
+    let records = t.records();
     let throttled: Vec<_> = records
         .iter()
         .filter(|r| r.outcome == Outcome::Throttled)
@@ -283,25 +283,14 @@ async fn instances_share_no_state() {
     // affect the next, and outputs depend only on inputs.
     let t = test_host(|b| b);
     tenant_with(&t.host, "t", Limits::default(), &["compute"]).await;
-    let err = t
-        .host
-        .invoke("t", "compute", event(b"nope"))
-        .await
-        .unwrap_err();
-    let Error::Guest { error, report } = &err else {
-        panic!("expected a guest error, got {err}")
-    };
+    let (error, report) = guest_err(&t.host, "t", "compute", "nope").await;
     assert!(
         error.to_string().contains("expected a decimal number"),
         "{error}"
     );
     assert_eq!(report.usage.outcome, Outcome::GuestError);
     for _ in 0..3 {
-        let done = t
-            .host
-            .invoke("t", "compute", event(b"10"))
-            .await
-            .expect("compute");
+        let done = done(&t.host, "t", "compute", "10").await;
         assert_eq!(done.response.data, b"4");
         assert_eq!(
             String::from_utf8_lossy(&done.logs.stdout),

@@ -6,87 +6,26 @@
 //! restart of the host and a `kill -9` of `nimbus serve`.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use nimbus_core::nimbus_queue::{Delivery, QueueBackend, QueueStore, now_ms};
-use nimbus_core::{
-    Error, FunctionConfig, GuestError, Host, Invocation, JsonLinesLedger, Limits, Outcome,
-    PoolConfig, Report,
+use nimbus_core::{FunctionConfig, Host, Invocation, Limits};
+
+use crate::support::{
+    ServeDir, add_tenants, data_host, denied_calls, deploy_refused, deploy_with, done, failed,
+    guest_path, guests, series, shorten, sums, topics,
 };
-
-use crate::guests;
-use crate::http::{Client, NimbusServe};
-
-fn builder(dir: &Path) -> nimbus_core::HostBuilder {
-    Host::builder()
-        .pool(PoolConfig {
-            max_instances: 32,
-            max_memory_bytes: 256 << 20,
-            ..PoolConfig::default()
-        })
-        .ledger_path(dir.join("usage.jsonl"))
-        .data_dir(dir.join("data"))
-}
-
-fn topics(names: &[&str]) -> FunctionConfig {
-    FunctionConfig {
-        topics: names.iter().map(|s| s.to_string()).collect(),
-        ..FunctionConfig::default()
-    }
-}
 
 /// Deploys `publisher` as `tenant/function`, granted `granted` topics.
 async fn deploy_publisher(host: &Host, tenant: &str, function: &str, granted: &[&str]) {
-    host.deploy_with(
-        tenant,
-        function,
-        &guests().bytes("publisher"),
-        topics(granted),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("deploy {tenant}/{function} granted {granted:?}: {e}"));
+    deploy_with(host, tenant, function, "publisher", topics(granted)).await;
 }
-
-use crate::command as call;
 
 /// A command that must succeed (answering `ok`).
 async fn publish(host: &Host, tenant: &str, function: &str, command: &str) -> Invocation {
-    let done = call(host, tenant, function, command)
-        .await
-        .unwrap_or_else(|e| panic!("{tenant}/{function} `{}`: {e}", shorten(command)));
+    let done = done(host, tenant, function, command).await;
     assert_eq!(done.response.data, b"ok");
     done
-}
-
-/// The message and report of a command that must fail with `failed(..)`.
-async fn failed(host: &Host, tenant: &str, function: &str, command: &str) -> (String, Box<Report>) {
-    match call(host, tenant, function, command).await {
-        Err(Error::Guest {
-            error: GuestError::Failed(m),
-            report,
-        }) => {
-            assert_eq!(report.usage.outcome, Outcome::GuestError);
-            (m, report)
-        }
-        Err(e) => panic!(
-            "{tenant}/{function} `{}`: expected failed(..), got {e}",
-            shorten(command)
-        ),
-        Ok(done) => panic!(
-            "{tenant}/{function} `{}`: expected failed(..), got {:?}",
-            shorten(command),
-            String::from_utf8_lossy(&done.response.data)
-        ),
-    }
-}
-
-fn shorten(s: &str) -> String {
-    if s.len() <= 80 {
-        s.to_string()
-    } else {
-        format!("{}… ({} bytes)", &s[..s.floor_char_boundary(80)], s.len())
-    }
 }
 
 /// Everything receivable now in `tenant`'s queue `topic` (received, so
@@ -111,43 +50,18 @@ fn bodies(deliveries: &[Delivery]) -> Vec<String> {
         .collect()
 }
 
-/// The sum of the series of `family` for (tenant, function).
-fn counter(host: &Host, family: &str, tenant: &str, function: &str) -> f64 {
-    host.registry()
-        .gather()
-        .iter()
-        .filter(|mf| mf.name() == family)
-        .flat_map(|mf| mf.get_metric())
-        .filter(|m| {
-            let has = |name: &str, value: &str| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == name && l.value() == value)
-            };
-            has("tenant", tenant) && has("function", function)
-        })
-        .map(|m| m.get_counter().get_value())
-        .sum()
-}
-
 fn published_metric(host: &Host, tenant: &str, function: &str) -> f64 {
-    counter(host, "nimbus_messages_published_total", tenant, function)
+    series(
+        host,
+        "nimbus_messages_published_total",
+        &[("tenant", tenant), ("function", function)],
+    )
 }
 
-fn denied_metric(host: &Host, tenant: &str, function: &str) -> f64 {
-    counter(host, "nimbus_denied_calls_total", tenant, function)
-}
-
-/// Per (tenant, function): (messages_published, denied_calls) over the
+/// Per (tenant, function): messages_published and denied_calls over the
 /// ledger.
-fn ledger_sums(ledger: &Path) -> BTreeMap<(String, String), (u64, u64)> {
-    let mut sums: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    for r in JsonLinesLedger::read(ledger).expect("ledger") {
-        let e = sums.entry((r.tenant, r.function)).or_default();
-        e.0 += r.messages_published;
-        e.1 += r.denied_calls;
-    }
-    sums
+fn ledger_sums(ledger: &Path) -> BTreeMap<(String, String), [u64; 2]> {
+    sums(ledger, |r| [r.messages_published, r.denied_calls])
 }
 
 // ---------------------------------------------------------------------------
@@ -155,8 +69,8 @@ fn ledger_sums(ledger: &Path) -> BTreeMap<(String, String), (u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_messages_are_in_the_tenants_queue_and_counted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = &builder(dir.path()).build().expect("host");
+    let t = data_host(|b| b);
+    let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
     deploy_publisher(host, "t", "pub", &["orders", "audit"]).await;
     let queues = host.queue_store();
@@ -210,8 +124,8 @@ async fn published_messages_are_in_the_tenants_queue_and_counted() {
     assert_eq!(got, expected);
 
     // The usage records and the metric agree.
-    let sums = ledger_sums(&dir.path().join("usage.jsonl"));
-    assert_eq!(sums[&("t".into(), "pub".into())], (46, 0));
+    let sums = ledger_sums(&t.ledger);
+    assert_eq!(sums[&("t".into(), "pub".into())], [46, 0]);
     assert_eq!(published_metric(host, "t", "pub"), 46.0);
     assert!(
         host.metrics_text()
@@ -226,11 +140,9 @@ async fn published_messages_are_in_the_tenants_queue_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = &builder(dir.path()).build().expect("host");
-    for tenant in ["t", "tb", "b"] {
-        host.add_tenant(tenant, Limits::default()).expect("tenant");
-    }
+    let t = data_host(|b| b);
+    let host = &t.host;
+    add_tenants(host, &["t", "tb", "b"]);
     // "t" + "borders" and "tb" + "orders" concatenate alike.
     deploy_publisher(host, "t", "pub", &["orders", "borders"]).await;
     deploy_publisher(host, "tb", "pub", &["orders"]).await;
@@ -257,7 +169,7 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
         );
         assert_eq!(report.usage.denied_calls, 1, "{topic:?}");
         assert_eq!(report.usage.messages_published, 0, "{topic:?}");
-        assert_eq!(denied_metric(host, "t", "pub"), (i + 1) as f64);
+        assert_eq!(denied_calls(host, "t", "pub"), (i + 1) as f64);
     }
     // A run of sends to a denied topic stops at the first.
     let (m, report) = failed(host, "t", "pub", "publish-many secret 3").await;
@@ -316,20 +228,20 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
     );
 
     // Ledger and metrics agree on denials and publications.
-    let sums = ledger_sums(&dir.path().join("usage.jsonl"));
-    for ((tenant, function), (published, denied)) in &sums {
+    let sums = ledger_sums(&t.ledger);
+    for ((tenant, function), [published, denied]) in &sums {
         assert_eq!(
             published_metric(host, tenant, function),
             *published as f64,
             "{tenant}/{function}"
         );
-        assert_eq!(denied_metric(host, tenant, function), *denied as f64);
+        assert_eq!(denied_calls(host, tenant, function), *denied as f64);
     }
     assert_eq!(
         sums[&("t".into(), "pub".into())],
-        (2, denied_topics.len() as u64 + 1)
+        [2, denied_topics.len() as u64 + 1]
     );
-    assert_eq!(sums[&("t".into(), "other".into())], (1, 0));
+    assert_eq!(sums[&("t".into(), "other".into())], [1, 0]);
 
     // A component importing wasmcloud:messaging with no topics granted is
     // refused at deploy, whatever else it is granted.
@@ -341,12 +253,7 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
             ..FunctionConfig::default()
         },
     ] {
-        let err = host
-            .deploy_with("t", "nopub", &guests().bytes("publisher"), config)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidComponent(_)), "{err:?}");
-        let m = err.to_string();
+        let m = deploy_refused(host, "t", "nopub", "publisher", config).await;
         assert!(m.contains("wasmcloud:messaging/"), "{m}");
         assert!(m.contains("granted no topics"), "{m}");
     }
@@ -368,19 +275,16 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_messages_survive_a_restart_of_the_host() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = builder(dir.path()).build().expect("first host");
+    let t = data_host(|b| b);
+    let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    deploy_publisher(&host, "t", "pub", &["orders"]).await;
-    publish(&host, "t", "pub", "publish orders before restart").await;
-    publish(&host, "t", "pub", "publish-many orders 3").await;
-    assert!(dir.path().join("data/queues.redb").is_file());
-    drop(host);
+    deploy_publisher(host, "t", "pub", &["orders"]).await;
+    publish(host, "t", "pub", "publish orders before restart").await;
+    publish(host, "t", "pub", "publish-many orders 3").await;
+    assert!(t.dir().join("data/queues.redb").is_file());
 
-    let host = builder(dir.path())
-        .build()
-        .unwrap_or_else(|e| panic!("a new host on the same data directory: {e}"));
-    let got = receive_all(&*host.queue_store(), "t", "orders");
+    let t = t.restart(|b| b);
+    let got = receive_all(&*t.host.queue_store(), "t", "orders");
     assert_eq!(bodies(&got), ["before restart", "msg-0", "msg-1", "msg-2"]);
     assert!(got.iter().all(|d| {
         d.receive_count == 1
@@ -392,12 +296,8 @@ async fn published_messages_survive_a_restart_of_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_publish_survives_kill_9_of_nimbus_serve() {
     const KEY: &str = "acme-key";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("nimbus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let dir = ServeDir::new(&format!(
+        r#"
 ledger = "usage.jsonl"
 data_dir = "data"
 
@@ -410,32 +310,25 @@ name = "pub"
 component = {component:?}
 topics = ["orders"]
 "#,
-            component = guests().path("publisher").display().to_string(),
-        ),
-    )
-    .expect("write config");
-    let cwd = tempfile::tempdir().expect("tempdir");
+        component = guest_path("publisher"),
+    ));
 
-    let mut server = NimbusServe::start(&config, cwd.path());
+    let server = dir.start();
     for command in ["publish orders via http", "publish-many orders 2"] {
-        let reply = Client::new(server.addr)
-            .post("/acme/pub")
-            .key(KEY)
-            .body(command)
-            .await
-            .expect(200);
-        assert_eq!(reply.text(), "ok");
+        let answer = server
+            .client()
+            .with_key(KEY)
+            .run("/acme/pub", command)
+            .await;
+        assert_eq!(answer, "ok");
     }
-    server.child.kill().expect("kill -9 nimbus serve");
-    let status = server.child.wait().expect("wait");
-    assert_eq!(status.signal(), Some(9), "{status}:\n{}", server.log());
-    drop(server);
+    server.kill_9();
 
     // The server's queue database, opened directly after the crash.
     let queues = QueueStore::open(&dir.path().join("data/queues.redb")).expect("queues.redb");
     let got = receive_all(&queues, "acme", "orders");
     assert_eq!(bodies(&got), ["via http", "msg-0", "msg-1"]);
-    let records = JsonLinesLedger::read(dir.path().join("usage.jsonl")).expect("ledger");
+    let records = dir.records();
     assert_eq!(
         records.iter().map(|r| r.messages_published).sum::<u64>(),
         3,

@@ -5,24 +5,23 @@
 //! the guest with `HTTP-request-denied`, never reaches the network, and is
 //! counted in the usage record and metrics.
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use nimbus_core::{FunctionConfig, Host, HttpInvocation, JsonLinesLedger, Limits, Outcome};
+use nimbus_core::{Host, HttpInvocation, Outcome};
 
-use crate::{TestHost, guests, metric, test_host};
+use crate::support::{
+    Served, TestHost, add_tenants, deploy, deploy_with, metric, outbound_hosts, serve, test_host,
+};
 
 const PONG: &str = "pong from test server";
 
 /// A local HTTP server answering every request with `200 <body>`, counting
 /// them. Stops when dropped.
 struct Upstream {
-    addr: SocketAddr,
+    served: Served,
     hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Upstream {
@@ -36,16 +35,12 @@ impl Upstream {
                 body
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an ephemeral port");
-        let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(axum::serve(listener, router).into_future());
-        Self { addr, hits, task }
+        let served = serve(router).await;
+        Self { served, hits }
     }
 
     fn port(&self) -> u16 {
-        self.addr.port()
+        self.served.addr.port()
     }
 
     fn hits(&self) -> usize {
@@ -53,36 +48,16 @@ impl Upstream {
     }
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// A host with `tenants` registered under default limits.
 fn host_with(tenants: &[&str]) -> TestHost {
     let t = test_host(|b| b);
-    for tenant in tenants {
-        t.host
-            .add_tenant(tenant, Limits::default())
-            .expect("add tenant");
-    }
+    add_tenants(&t.host, tenants);
     t
 }
 
 /// Deploys `hello-http` as `tenant`'s function `name`, granted `hosts`.
 async fn deploy_fetcher(host: &Host, tenant: &str, name: &str, hosts: &[String]) {
-    host.deploy_with(
-        tenant,
-        name,
-        &guests().bytes("hello-http"),
-        FunctionConfig {
-            outbound_hosts: hosts.to_vec(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("deploy {tenant}/{name}: {e}"));
+    deploy_with(host, tenant, name, "hello-http", outbound_hosts(hosts)).await;
 }
 
 /// Invokes `tenant/name`'s `/fetch` with `x-fetch-url: url` (no header when
@@ -161,8 +136,7 @@ fn denied_metric(host: &Host, tenant: &str, function: &str) -> Option<f64> {
 /// Per (tenant, function): outbound requests and denied calls summed over
 /// the ledger's records.
 fn ledger_counts(t: &TestHost, tenant: &str, function: &str) -> (u64, u64) {
-    JsonLinesLedger::read(&t.ledger)
-        .expect("ledger")
+    t.records()
         .into_iter()
         .filter(|r| r.tenant == tenant && r.function == function)
         .fold((0, 0), |(sent, denied), r| {
@@ -223,10 +197,7 @@ async fn ungranted_port_is_denied_without_reaching_the_network() {
 async fn no_grant_denies_everything() {
     let upstream = Upstream::start(PONG).await;
     let t = host_with(&["t"]);
-    t.host
-        .deploy("t", "plain", &guests().bytes("hello-http"))
-        .await
-        .expect("deploy");
+    deploy(&t.host, "t", "plain", "hello-http").await;
 
     for url in [
         format!("http://127.0.0.1:{}/ping", upstream.port()),
@@ -270,13 +241,9 @@ async fn grants_are_per_tenant() {
     let upstream = Upstream::start(PONG).await;
     let port = upstream.port();
     let t = host_with(&["a", "b"]);
-    let component = guests().bytes("hello-http");
     deploy_fetcher(&t.host, "a", "fetcher", &[format!("127.0.0.1:{port}")]).await;
     // The same component under the same name, but b has no grant.
-    t.host
-        .deploy("b", "fetcher", &component)
-        .await
-        .expect("deploy b");
+    deploy(&t.host, "b", "fetcher", "hello-http").await;
 
     let url = format!("http://127.0.0.1:{port}/ping");
     assert_denied(&fetch(&t.host, "b", "fetcher", Some(&url)).await);

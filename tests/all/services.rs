@@ -2,90 +2,41 @@
 //! granted keys, per function and tenant), `wasi:logging` (kept with the
 //! invocation, readable through the admin API).
 
-use std::collections::BTreeMap;
+use nimbus_core::{FunctionConfig, Limits, Outcome};
 
-use nimbus_core::{Error, FunctionConfig, Limits, Outcome};
-
-use crate::{event, guests, test_host};
-
-fn config(pairs: &[(&str, &str)]) -> FunctionConfig {
-    FunctionConfig {
-        config: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        ..FunctionConfig::default()
-    }
-}
+use crate::support::{
+    add_tenants, call, config_keys, deploy_refused, deploy_with, done, guest_err, ok, test_host,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_granted_per_function_and_tenant() {
     let t = test_host(|b| b);
     let host = &t.host;
-    host.add_tenant("a", Limits::default()).expect("tenant");
-    host.add_tenant("b", Limits::default()).expect("tenant");
-    let bytes = guests().bytes("config-reader");
-    host.deploy_with(
-        "a",
-        "reader",
-        &bytes,
-        config(&[("greeting", "hello from a"), ("secret", "s3cret")]),
-    )
-    .await
-    .expect("deploy a");
-    host.deploy_with(
-        "b",
-        "reader",
-        &bytes,
-        config(&[("greeting", "hello from b")]),
-    )
-    .await
-    .expect("deploy b");
+    add_tenants(host, &["a", "b"]);
+    let a_config = config_keys(&[("greeting", "hello from a"), ("secret", "s3cret")]);
+    deploy_with(host, "a", "reader", "config-reader", a_config).await;
+    let b_config = config_keys(&[("greeting", "hello from b")]);
+    deploy_with(host, "b", "reader", "config-reader", b_config).await;
 
-    let done = host
-        .invoke("a", "reader", event(b"greeting"))
-        .await
-        .expect("a");
-    assert_eq!(done.response.data, b"hello from a");
-    let done = host
-        .invoke("b", "reader", event(b"greeting"))
-        .await
-        .expect("b");
-    assert_eq!(done.response.data, b"hello from b");
+    assert_eq!(ok(host, "a", "reader", "greeting").await, "hello from a");
+    assert_eq!(ok(host, "b", "reader", "greeting").await, "hello from b");
 
     // Same function name, other tenant: a's secret is not b's to read.
-    let err = host
-        .invoke("b", "reader", event(b"secret"))
-        .await
-        .unwrap_err();
-    let Error::Guest { error, report } = &err else {
-        panic!("expected a guest error, got {err}")
-    };
+    let (error, report) = guest_err(host, "b", "reader", "secret").await;
     assert!(
         error.to_string().contains("no config key \"secret\""),
         "{error}"
     );
     assert_eq!(report.usage.outcome, Outcome::GuestError);
-    assert_eq!(
-        host.invoke("a", "reader", event(b"secret"))
-            .await
-            .expect("a secret")
-            .response
-            .data,
-        b"s3cret"
-    );
+    assert_eq!(ok(host, "a", "reader", "secret").await, "s3cret");
 }
 
 #[tokio::test]
 async fn a_component_importing_config_needs_a_config_grant() {
     let t = test_host(|b| b);
     t.host.add_tenant("t", Limits::default()).expect("tenant");
-    let err = t
-        .host
-        .deploy("t", "reader", &guests().bytes("config-reader"))
-        .await
-        .unwrap_err();
-    let m = err.to_string();
+    let ungranted = FunctionConfig::default();
+    let m = deploy_refused(&t.host, "t", "reader", "config-reader", ungranted).await;
     assert!(m.contains("imports `wasi:config/store@0.2.0-rc.1`"), "{m}");
     assert!(m.contains("granted no config keys"), "{m}");
 }
@@ -95,37 +46,25 @@ async fn wasi_logging_entries_are_kept_with_the_invocation() {
     let t = test_host(|b| b);
     let host = &t.host;
     host.add_tenant("t", Limits::default()).expect("tenant");
-    host.deploy_with(
-        "t",
-        "reader",
-        &guests().bytes("config-reader"),
-        config(&[("greeting", "hi"), ("token", "do-not-log-me")]),
-    )
-    .await
-    .expect("deploy");
+    let config = config_keys(&[("greeting", "hi"), ("token", "do-not-log-me")]);
+    deploy_with(host, "t", "reader", "config-reader", config).await;
 
-    let done = host
-        .invoke("t", "reader", event(b"token"))
-        .await
-        .expect("invoke");
-    let levels: Vec<&str> = done.logs.entries.iter().map(|e| e.level).collect();
-    assert_eq!(levels, ["info", "debug"], "{:?}", done.logs.entries);
-    assert_eq!(done.logs.entries[0].context, "config-reader");
+    let token = done(host, "t", "reader", "token").await;
+    let levels: Vec<&str> = token.logs.entries.iter().map(|e| e.level).collect();
+    assert_eq!(levels, ["info", "debug"], "{:?}", token.logs.entries);
+    assert_eq!(token.logs.entries[0].context, "config-reader");
     assert!(
-        done.logs.entries[0]
+        token.logs.entries[0]
             .message
             .contains("among 2 granted keys")
     );
-    let failed = host
-        .invoke("t", "reader", event(b"missing"))
-        .await
-        .unwrap_err();
+    let failed = call(host, "t", "reader", "missing").await.unwrap_err();
     let failed_id = failed.report().expect("report").usage.invocation_id;
 
     // Kept per function, filterable by invocation id; values never appear.
     let kept = host.invocation_logs("t", "reader", None);
     assert_eq!(kept.len(), 2);
-    assert_eq!(kept[0].invocation_id, done.usage.invocation_id);
+    assert_eq!(kept[0].invocation_id, token.usage.invocation_id);
     let one = host.invocation_logs("t", "reader", Some(failed_id));
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].outcome, Outcome::GuestError);

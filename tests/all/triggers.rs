@@ -4,73 +4,17 @@
 //! dead letters and redrive, and cron schedules (skip-while-running and
 //! the missed-tick catch-up). Usage records carry the trigger kind.
 
-use std::io::Cursor;
 use std::time::Duration;
 
-use image::{DynamicImage, ImageFormat, RgbImage};
-use nimbus_core::nimbus_blob::{BlobBackend, WriteOptions};
+use image::ImageFormat;
 use nimbus_core::nimbus_queue::{OutgoingMessage, QueueConfig, now_ms};
-use nimbus_core::{FunctionConfig, FunctionLimits, Host, JsonLinesLedger, Limits, Trigger};
+use nimbus_core::{FunctionConfig, FunctionLimits, JsonLinesLedger, Limits, Trigger};
 use nimbus_triggers::{ObjectTrigger, QueueTrigger, ScheduleTrigger, TriggerOptions, Triggers};
 
-use crate::{guests, metric, test_host};
-
-fn grants(containers: &[&str]) -> FunctionConfig {
-    FunctionConfig {
-        blob_containers: containers.iter().map(|s| s.to_string()).collect(),
-        ..FunctionConfig::default()
-    }
-}
-
-fn image(w: u32, h: u32) -> DynamicImage {
-    DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
-    }))
-}
-
-fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut buf = Vec::new();
-    img.write_to(&mut Cursor::new(&mut buf), format)
-        .expect("encode test image");
-    buf
-}
-
-/// Writes an object the way the storage API does: an event is persisted
-/// with it when the container is watched.
-fn upload(host: &Host, tenant: &str, container: &str, key: &str, data: &[u8], ct: &str) {
-    let blob = host.blob_store();
-    let mut spool = blob.spool(tenant).expect("spool");
-    spool.write(data).expect("write");
-    let opts = WriteOptions {
-        quota: None,
-        event_depth: host.is_watched(tenant, container).then_some(0),
-    };
-    blob.commit(spool, container, key, Some(ct.into()), opts)
-        .expect("commit");
-}
-
-fn read_all(blob: &dyn BlobBackend, tenant: &str, container: &str, key: &str) -> Option<Vec<u8>> {
-    let mut r = blob.open(tenant, container, key, 0, u64::MAX).ok()?;
-    let mut out = Vec::new();
-    loop {
-        let chunk = r.read(1 << 16).ok()?;
-        if chunk.is_empty() {
-            return Some(out);
-        }
-        out.extend(chunk);
-    }
-}
-
-/// Polls (bounded, 20 s) until `f` returns something.
-async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..400 {
-        if let Some(v) = f() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use crate::support::{
+    containers, deploy, deploy_with, event, eventually, metric, object_trigger, read_object,
+    stores, test_host, test_image, upload,
+};
 
 fn fast() -> TriggerOptions {
     TriggerOptions {
@@ -85,58 +29,37 @@ async fn uploads_get_thumbnails_png_and_jpeg() {
     let th = test_host(|b| b);
     let host = &th.host;
     host.add_tenant("demo", Limits::default()).unwrap();
-    host.deploy_with(
-        "demo",
-        "thumbnail",
-        &guests().bytes("thumbnail"),
-        grants(&["uploads", "thumbnails"]),
-    )
-    .await
-    .unwrap();
+    let grant = containers(&["uploads", "thumbnails"]);
+    deploy_with(host, "demo", "thumbnail", "thumbnail", grant).await;
     let triggers = Triggers::new(host.clone(), fast()).unwrap();
     triggers
-        .add_object_trigger(ObjectTrigger {
-            tenant: "demo".into(),
-            function: "thumbnail".into(),
-            container: "uploads".into(),
-            prefix: String::new(),
-            suffix: String::new(),
-        })
+        .add_object_trigger(object_trigger("demo", "thumbnail", "uploads"))
         .unwrap();
     triggers.start();
 
-    upload(
-        host,
-        "demo",
-        "uploads",
-        "photos/wide.png",
-        &encode(&image(640, 320), ImageFormat::Png),
-        "image/png",
-    );
-    upload(
-        host,
-        "demo",
-        "uploads",
-        "tall.jpg",
-        &encode(&image(300, 900), ImageFormat::Jpeg),
-        "image/jpeg",
-    );
-    upload(
-        host,
-        "demo",
-        "uploads",
-        "notes.txt",
-        b"not an image",
-        "text/plain",
-    );
+    for (key, data, content_type) in [
+        (
+            "photos/wide.png",
+            test_image(640, 320, ImageFormat::Png),
+            "image/png",
+        ),
+        (
+            "tall.jpg",
+            test_image(300, 900, ImageFormat::Jpeg),
+            "image/jpeg",
+        ),
+        ("notes.txt", b"not an image".to_vec(), "text/plain"),
+    ] {
+        upload(host, "demo", "uploads", key, &data, content_type);
+    }
 
     let blob = host.blob_store();
     let png = eventually("the PNG thumbnail", || {
-        read_all(&*blob, "demo", "thumbnails", "photos/wide.png")
+        read_object(&*blob, "demo", "thumbnails", "photos/wide.png").ok()
     })
     .await;
     let jpg = eventually("the JPEG thumbnail", || {
-        read_all(&*blob, "demo", "thumbnails", "tall.jpg")
+        read_object(&*blob, "demo", "thumbnails", "tall.jpg").ok()
     })
     .await;
     let png = image::load_from_memory_with_format(&png, ImageFormat::Png).unwrap();
@@ -168,7 +91,7 @@ async fn uploads_get_thumbnails_png_and_jpeg() {
     );
 
     // Three invocations, each billed with its trigger; none retried.
-    let records = JsonLinesLedger::read(&th.ledger).unwrap();
+    let records = th.records();
     assert_eq!(records.len(), 3, "{records:?}");
     assert!(records.iter().all(|r| r.trigger == Trigger::Object));
     assert_eq!(
@@ -206,9 +129,7 @@ async fn filters_select_keys_and_the_loop_guard_bounds_chains() {
     let th = test_host(|b| b);
     let host = &th.host;
     host.add_tenant("t", Limits::default()).unwrap();
-    host.deploy_with("t", "chain", &guests().bytes("chain"), grants(&["loop"]))
-        .await
-        .unwrap();
+    deploy_with(host, "t", "chain", "chain", containers(&["loop"])).await;
     let triggers = Triggers::new(
         host.clone(),
         TriggerOptions {
@@ -219,11 +140,8 @@ async fn filters_select_keys_and_the_loop_guard_bounds_chains() {
     .unwrap();
     triggers
         .add_object_trigger(ObjectTrigger {
-            tenant: "t".into(),
-            function: "chain".into(),
-            container: "loop".into(),
             prefix: "in/".into(),
-            suffix: String::new(),
+            ..object_trigger("t", "chain", "loop")
         })
         .unwrap();
     triggers.start();
@@ -250,7 +168,7 @@ async fn filters_select_keys_and_the_loop_guard_bounds_chains() {
         .collect();
     // depth 0 (upload) → 1 → 2 run; the write at depth 3 is not delivered.
     assert_eq!(names, ["in/a", "in/a+", "in/a++", "in/a+++", "other/x"]);
-    let records = JsonLinesLedger::read(&th.ledger).unwrap();
+    let records = th.records();
     assert_eq!(records.len(), 3);
 }
 
@@ -269,21 +187,14 @@ async fn queue_messages_run_until_success_or_dead_letter_then_redrive() {
     let th = test_host(|b| b);
     let host = &th.host;
     host.add_tenant("q", Limits::default()).unwrap();
-    host.deploy_with(
-        "q",
-        "worker",
-        &guests().bytes("kv-counter"),
-        FunctionConfig {
-            kv_stores: vec!["s".into()],
-            limits: FunctionLimits {
-                timeout: Some(Duration::from_secs(5)),
-                ..FunctionLimits::default()
-            },
-            ..FunctionConfig::default()
+    let spec = FunctionConfig {
+        limits: FunctionLimits {
+            timeout: Some(Duration::from_secs(5)),
+            ..FunctionLimits::default()
         },
-    )
-    .await
-    .unwrap();
+        ..stores(&["s"])
+    };
+    deploy_with(host, "q", "worker", "kv-counter", spec).await;
     let triggers = Triggers::new(host.clone(), fast()).unwrap();
     // A visibility timeout under the function's timeout is refused.
     let err = triggers
@@ -327,7 +238,7 @@ async fn queue_messages_run_until_success_or_dead_letter_then_redrive() {
     })
     .await;
     let count = host
-        .invoke("q", "worker", crate::event(b"get s done"))
+        .invoke("q", "worker", event(b"get s done"))
         .await
         .unwrap();
     assert_eq!(count.response.data, b"18");
@@ -354,7 +265,7 @@ async fn queue_messages_run_until_success_or_dead_letter_then_redrive() {
     })
     .await;
     triggers.shutdown().await;
-    let records = JsonLinesLedger::read(&th.ledger).unwrap();
+    let records = th.records();
     let queued: Vec<_> = records
         .iter()
         .filter(|r| r.trigger == Trigger::Queue)
@@ -376,20 +287,12 @@ async fn schedules_tick_skip_while_running_and_catch_up() {
     let th = test_host(|b| b);
     let host = &th.host;
     host.add_tenant("c", Limits::default()).unwrap();
-    host.deploy("c", "echo", &guests().bytes("echo"))
-        .await
-        .unwrap();
-    host.deploy_with(
-        "c",
-        "sleep",
-        &guests().bytes("sleep"),
-        FunctionLimits {
-            timeout: Some(Duration::from_millis(2500)),
-            ..FunctionLimits::default()
-        },
-    )
-    .await
-    .unwrap();
+    deploy(host, "c", "echo", "echo").await;
+    let slow = FunctionLimits {
+        timeout: Some(Duration::from_millis(2500)),
+        ..FunctionLimits::default()
+    };
+    deploy_with(host, "c", "sleep", "sleep", slow).await;
     // A yearly schedule whose last tick was two years ago: missed while
     // "down", so it runs once at start, and not again.
     let yearly = ScheduleTrigger {
@@ -463,7 +366,7 @@ async fn schedules_tick_skip_while_running_and_catch_up() {
     })
     .await;
     triggers.shutdown().await;
-    let records = JsonLinesLedger::read(&th.ledger).unwrap();
+    let records = th.records();
     assert!(records.iter().all(|r| r.trigger == Trigger::Schedule));
     let echoes = records.iter().filter(|r| r.function == "echo").count();
     assert_eq!(echoes, 1, "the missed yearly tick ran once");
@@ -497,9 +400,7 @@ async fn each_object_event_is_delivered_once_under_load() {
     let th = test_host(|b| b);
     let host = &th.host;
     host.add_tenant("l", Limits::default()).unwrap();
-    host.deploy("l", "echo", &guests().bytes("echo"))
-        .await
-        .unwrap();
+    deploy(host, "l", "echo", "echo").await;
     let triggers = Triggers::new(
         host.clone(),
         TriggerOptions {
@@ -509,13 +410,7 @@ async fn each_object_event_is_delivered_once_under_load() {
     )
     .unwrap();
     triggers
-        .add_object_trigger(ObjectTrigger {
-            tenant: "l".into(),
-            function: "echo".into(),
-            container: "in".into(),
-            prefix: String::new(),
-            suffix: String::new(),
-        })
+        .add_object_trigger(object_trigger("l", "echo", "in"))
         .unwrap();
     triggers.start();
     const N: usize = 300;
@@ -528,7 +423,7 @@ async fn each_object_event_is_delivered_once_under_load() {
     })
     .await;
     triggers.shutdown().await;
-    let records = JsonLinesLedger::read(&th.ledger).unwrap();
+    let records = th.records();
     assert_eq!(records.len(), N, "duplicate or missing deliveries");
     assert_eq!(
         metric(

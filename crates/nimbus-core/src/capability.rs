@@ -86,3 +86,21 @@ pub(crate) struct InvokeCx<'a> {
 pub(crate) fn bare(import: &str) -> &str {
     import.split('@').next().unwrap_or(import)
 }
+
+/// The usual refusal of an import whose grant is empty: `what` the function
+/// is granted none of, and the `key` that grants it.
+pub(crate) fn require_grant(
+    granted: bool,
+    import: &str,
+    function: &str,
+    what: &str,
+    key: &str,
+) -> Result<(), String> {
+    if granted {
+        return Ok(());
+    }
+    Err(format!(
+        "the component imports `{import}`, but function `{function}` is granted no {what} \
+         (declare them in its {key})"
+    ))
+}

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::event::GuestError;
-use crate::function::Report;
+use crate::report::Report;
 
 /// Everything that can go wrong across the host core's API.
 ///

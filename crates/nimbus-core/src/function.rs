@@ -77,14 +77,6 @@ impl FunctionHandle {
     }
 }
 
-/// A finished invocation's bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// Already written to the usage sink when you see it.
-    pub usage: UsageRecord,
-    pub logs: Logs,
-}
-
 /// A successful invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {

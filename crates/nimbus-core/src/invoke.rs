@@ -17,9 +17,10 @@ use crate::call::{Ended, Input, Output, call_guest};
 use crate::capability::InvokeCx;
 use crate::error::Error;
 use crate::event::Event;
-use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation, Report};
+use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation};
 use crate::logs::{InvocationLogs, Logs};
 use crate::outcome::classify;
+use crate::report::Report;
 use crate::state::{Capabilities, InvocationState, MemoryLimiter};
 use crate::usage::{Cause, Outcome, Trigger, UsageRecord, billed_ms};
 
@@ -200,29 +201,18 @@ impl FunctionHandle {
             0
         };
         UsageRecord {
-            invocation_id,
-            tenant: self.inner.tenant.name.to_string(),
-            function: self.inner.name.to_string(),
-            outcome,
             fuel_consumed,
             peak_memory_bytes,
             wall_duration_us: wall_us,
             billed_duration_ms: billed,
             memory_byte_ms: peak_memory_bytes.saturating_mul(billed),
             started_at: humantime::format_rfc3339_micros(started_at).to_string(),
-            request_bytes: 0,
-            response_bytes: 0,
-            outbound_requests: 0,
-            outbound_bytes_sent: 0,
-            outbound_bytes_received: 0,
-            denied_calls: 0,
-            kv_reads: 0,
-            kv_writes: 0,
-            blob_operations: 0,
-            blob_bytes_read: 0,
-            blob_bytes_written: 0,
-            messages_published: 0,
-            trigger: Trigger::Direct,
+            ..UsageRecord::new(
+                invocation_id,
+                &self.inner.tenant.name,
+                &self.inner.name,
+                outcome,
+            )
         }
     }
 

@@ -38,6 +38,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod outcome;
+mod report;
 mod runtime;
 mod services;
 mod state;
@@ -47,8 +48,9 @@ mod usage;
 pub use builder::{HostBuilder, PoolConfig};
 pub use error::Error;
 pub use event::{Event, GuestError, Response};
-pub use function::{FunctionHandle, HttpInvocation, Invocation, Report};
+pub use function::{FunctionHandle, HttpInvocation, Invocation};
 pub use host::Host;
+pub use report::Report;
 
 /// Re-exported for building HTTP requests and responses.
 pub use bytes::Bytes;

@@ -543,34 +543,16 @@ impl Collector for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::Trigger;
     use uuid::Uuid;
 
     fn record(tenant: &str, function: &str, fuel: u64) -> UsageRecord {
         UsageRecord {
-            invocation_id: Uuid::now_v7(),
-            tenant: tenant.into(),
-            function: function.into(),
-            outcome: Outcome::Success,
             fuel_consumed: fuel,
             peak_memory_bytes: 1 << 20,
             wall_duration_us: 1500,
             billed_duration_ms: 2,
             memory_byte_ms: 2 << 20,
-            started_at: String::new(),
-            request_bytes: 0,
-            response_bytes: 0,
-            outbound_requests: 0,
-            outbound_bytes_sent: 0,
-            outbound_bytes_received: 0,
-            denied_calls: 0,
-            kv_reads: 0,
-            kv_writes: 0,
-            blob_operations: 0,
-            blob_bytes_read: 0,
-            blob_bytes_written: 0,
-            messages_published: 0,
-            trigger: Trigger::Direct,
+            ..UsageRecord::new(Uuid::now_v7(), tenant, function, Outcome::Success)
         }
     }
 

@@ -6,8 +6,8 @@ use wasmtime::Trap;
 use crate::call::{Ended, Output};
 use crate::error::Error;
 use crate::event::GuestError;
-use crate::function::Report;
 use crate::limits::Limits;
+use crate::report::Report;
 use crate::usage::Outcome;
 
 pub(crate) enum Failure {

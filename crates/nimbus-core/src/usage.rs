@@ -129,6 +129,38 @@ pub struct UsageRecord {
     pub trigger: Trigger,
 }
 
+impl UsageRecord {
+    /// A record with every count at zero, for `trigger` direct: what an
+    /// invocation starts from before it is measured.
+    pub fn new(invocation_id: Uuid, tenant: &str, function: &str, outcome: Outcome) -> Self {
+        Self {
+            invocation_id,
+            tenant: tenant.to_string(),
+            function: function.to_string(),
+            outcome,
+            fuel_consumed: 0,
+            peak_memory_bytes: 0,
+            wall_duration_us: 0,
+            billed_duration_ms: 0,
+            memory_byte_ms: 0,
+            started_at: String::new(),
+            request_bytes: 0,
+            response_bytes: 0,
+            outbound_requests: 0,
+            outbound_bytes_sent: 0,
+            outbound_bytes_received: 0,
+            denied_calls: 0,
+            kv_reads: 0,
+            kv_writes: 0,
+            blob_operations: 0,
+            blob_bytes_read: 0,
+            blob_bytes_written: 0,
+            messages_published: 0,
+            trigger: Trigger::Direct,
+        }
+    }
+}
+
 /// What caused an invocation: the trigger, and for object-created events
 /// how many triggered invocations led to it (the loop guard's input).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -317,29 +349,13 @@ mod tests {
 
     fn record(n: u64) -> UsageRecord {
         UsageRecord {
-            invocation_id: Uuid::now_v7(),
-            tenant: "t".into(),
-            function: "f".into(),
-            outcome: Outcome::Success,
             fuel_consumed: n,
             peak_memory_bytes: 65536,
             wall_duration_us: 10,
             billed_duration_ms: 1,
             memory_byte_ms: 65536,
             started_at: "2026-01-01T00:00:00.000000Z".into(),
-            request_bytes: 0,
-            response_bytes: 0,
-            outbound_requests: 0,
-            outbound_bytes_sent: 0,
-            outbound_bytes_received: 0,
-            denied_calls: 0,
-            kv_reads: 0,
-            kv_writes: 0,
-            blob_operations: 0,
-            blob_bytes_read: 0,
-            blob_bytes_written: 0,
-            messages_published: 0,
-            trigger: Trigger::Direct,
+            ..UsageRecord::new(Uuid::now_v7(), "t", "f", Outcome::Success)
         }
     }
 

@@ -29,8 +29,8 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, header};
@@ -39,7 +39,12 @@ use nimbus_core::nimbus_queue::{
 };
 use serde::Deserialize;
 
-use crate::{Gateway, body_unread, check_admin, check_tenant_key, has_body, json_error};
+use crate::Gateway;
+use crate::auth::{self, Caller, check_admin, known_tenant};
+use crate::request::{
+    self, ApiRequest, BodyUnread, StoreError, bad_request, blocking, declared_length, json_error,
+    store_error,
+};
 
 /// Prefix of the request headers that become message metadata.
 pub const META_HEADER_PREFIX: &str = "x-nimbus-meta-";
@@ -79,50 +84,26 @@ struct QueuePath {
     queue: String,
 }
 
-fn bad_path(e: PathRejection) -> Response {
-    json_error(StatusCode::BAD_REQUEST, &e.body_text(), None)
-}
+impl StoreError for QueueError {
+    const API: &'static str = "queue";
+    const STORE: &'static str = "queue";
 
-fn queue_error(e: QueueError) -> Response {
-    let status = match &e {
-        QueueError::InvalidName { .. }
-        | QueueError::InvalidConfig(_)
-        | QueueError::InvalidMessageId(_)
-        | QueueError::InvalidReceipt(_) => StatusCode::BAD_REQUEST,
-        QueueError::UnknownQueue { .. } => StatusCode::NOT_FOUND,
-        QueueError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        QueueError::StaleReceipt(_) => StatusCode::CONFLICT,
-        _ => {
-            tracing::error!(error = %e, "queue API: queue store failed");
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal queue error",
-                None,
-            );
-        }
-    };
-    json_error(status, &e.to_string(), None)
-}
-
-/// Runs a queue store call off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(queue_error),
-        Err(e) => Err(queue_error(QueueError::Storage(format!(
-            "blocking task failed: {e}"
-        )))),
+    fn request_status(&self) -> Option<StatusCode> {
+        Some(match self {
+            QueueError::InvalidName { .. }
+            | QueueError::InvalidConfig(_)
+            | QueueError::InvalidMessageId(_)
+            | QueueError::InvalidReceipt(_) => StatusCode::BAD_REQUEST,
+            QueueError::UnknownQueue { .. } => StatusCode::NOT_FOUND,
+            QueueError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            QueueError::StaleReceipt(_) => StatusCode::CONFLICT,
+            _ => return None,
+        })
     }
-}
 
-/// The tenant must be registered with the host.
-#[allow(clippy::result_large_err)]
-fn known_tenant(gw: &Gateway, tenant: &str) -> Result<(), Response> {
-    gw.host()
-        .tenant_limits(tenant)
-        .map(|_| ())
-        .map_err(|e| json_error(StatusCode::NOT_FOUND, &e.to_string(), None))
+    fn failed(message: String) -> Self {
+        QueueError::Storage(message)
+    }
 }
 
 fn stats_json(queue: &str, s: &QueueStats, now_ms: u64) -> serde_json::Value {
@@ -136,46 +117,26 @@ fn stats_json(queue: &str, s: &QueueStats, now_ms: u64) -> serde_json::Value {
     })
 }
 
-async fn queue_stats(gw: &Gateway, p: QueuePath) -> Response {
-    if let Err(r) = known_tenant(gw, &p.tenant) {
-        return r;
-    }
+/// The stats of a queue of a known tenant, once the caller is authorized.
+async fn queue_stats(gw: &Gateway, p: QueuePath) -> Result<Response, Response> {
     let store = gw.host().queue_store();
     let now = nimbus_queue::now_ms();
     let queue = p.queue.clone();
-    match blocking(move || store.stats(&p.tenant, &p.queue, now)).await {
-        Ok(s) => axum::Json(stats_json(&queue, &s, now)).into_response(),
-        Err(r) => r,
-    }
+    let s = blocking(move || store.stats(&p.tenant, &p.queue, now)).await?;
+    Ok(axum::Json(stats_json(&queue, &s, now)).into_response())
 }
 
-async fn stats(
-    State(gw): State<Gateway>,
-    path: Result<Path<QueuePath>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let Path(p) = match path {
-        Ok(p) => p,
-        Err(e) => return bad_path(e),
-    };
-    if let Err(r) = check_tenant_key(&gw, &p.tenant, &headers) {
-        return r;
-    }
-    queue_stats(&gw, p).await
+async fn stats(ApiRequest(path, call): ApiRequest<QueuePath>) -> Result<Response, Response> {
+    let p = path?;
+    auth::authorize(&call.gw, Caller::Tenant, &p.tenant, &call.headers)?;
+    queue_stats(&call.gw, p).await
 }
 
-async fn admin_stats(
-    State(gw): State<Gateway>,
-    path: Result<Path<QueuePath>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_admin(&gw, &headers) {
-        return r;
-    }
-    match path {
-        Ok(Path(p)) => queue_stats(&gw, p).await,
-        Err(e) => bad_path(e),
-    }
+async fn admin_stats(ApiRequest(path, call): ApiRequest<QueuePath>) -> Result<Response, Response> {
+    check_admin(&call.gw, &call.headers)?;
+    let p = path?;
+    known_tenant(&call.gw, &p.tenant)?;
+    queue_stats(&call.gw, p).await
 }
 
 /// The message's content type and metadata, from the request headers.
@@ -214,61 +175,37 @@ fn over_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-async fn send(
-    State(gw): State<Gateway>,
-    path: Result<Path<QueuePath>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    // Every refusal below answers without reading the body.
-    let refuse = |r: Response| body_unread(r, has_body(&headers));
-    let Path(p) = match path {
-        Ok(p) => p,
-        Err(e) => return refuse(bad_path(e)),
-    };
-    if let Err(r) = check_tenant_key(&gw, &p.tenant, &headers) {
-        return refuse(r);
-    }
-    enqueue(gw, p, headers, body).await
+async fn send(req: ApiRequest<QueuePath>, body: Body) -> Result<Response, Response> {
+    enqueue(Caller::Tenant, req, body).await
 }
 
 /// `send` for operators: the same, with an admin key.
-async fn admin_send(
-    State(gw): State<Gateway>,
-    path: Result<Path<QueuePath>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let refuse = |r: Response| body_unread(r, has_body(&headers));
-    let Path(p) = match path {
-        Ok(p) => p,
-        Err(e) => return refuse(bad_path(e)),
-    };
-    if let Err(r) = check_admin(&gw, &headers) {
-        return refuse(r);
-    }
-    enqueue(gw, p, headers, body).await
+async fn admin_send(req: ApiRequest<QueuePath>, body: Body) -> Result<Response, Response> {
+    enqueue(Caller::Admin, req, body).await
 }
 
-/// Sends the request as a message, once the caller is authorized.
-async fn enqueue(gw: Gateway, p: QueuePath, headers: HeaderMap, body: Body) -> Response {
-    let refuse = |r: Response| body_unread(r, has_body(&headers));
-    if let Err(r) = known_tenant(&gw, &p.tenant) {
-        return refuse(r);
-    }
-    let mut msg = match message_headers(&headers) {
-        Ok(m) => m,
-        Err(e) => return refuse(json_error(StatusCode::BAD_REQUEST, &e, None)),
-    };
+/// Sends the request as a message if `caller` is authorized.
+async fn enqueue(
+    caller: Caller,
+    ApiRequest(path, call): ApiRequest<QueuePath>,
+    body: Body,
+) -> Result<Response, Response> {
+    // Every refusal up to reading the body answers without reading it.
+    let (gw, headers) = (&call.gw, &call.headers);
+    let p = path.body_unread(headers)?;
+    auth::authorize(gw, caller, &p.tenant, headers).body_unread(headers)?;
+    let mut msg = message_headers(headers)
+        .map_err(|e| bad_request(&e))
+        .body_unread(headers)?;
     let store = gw.host().queue_store();
     // The limit applies to body, content type and metadata together; the
     // body alone is read up to it, the send checks the total.
     let limit = {
         let (store, tenant, queue) = (store.clone(), p.tenant.clone(), p.queue.clone());
-        match blocking(move || store.config(&tenant, &queue)).await {
-            Ok(c) => c.max_message_bytes,
-            Err(r) => return refuse(r),
-        }
+        blocking(move || store.config(&tenant, &queue))
+            .await
+            .body_unread(headers)?
+            .max_message_bytes
     };
     let too_large = || {
         json_error(
@@ -279,34 +216,25 @@ async fn enqueue(gw: Gateway, p: QueuePath, headers: HeaderMap, body: Body) -> R
             ),
             None,
         )
+        .body_unread(headers)
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return refuse(too_large());
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
     }
     msg.body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b.to_vec(),
-        Err(e) if over_length_limit(&e) => return refuse(too_large()),
+        Err(e) if over_length_limit(&e) => return Err(too_large()),
         Err(e) => {
-            return refuse(json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("reading the request body: {e}"),
-                None,
-            ));
+            return Err(bad_request(&format!("reading the request body: {e}")).body_unread(headers));
         }
     };
     let now = nimbus_queue::now_ms();
-    match blocking(move || store.send(&p.tenant, &p.queue, msg, now)).await {
-        Ok(id) => (
-            StatusCode::ACCEPTED,
-            axum::Json(serde_json::json!({ "id": id.to_string() })),
-        )
-            .into_response(),
-        Err(r) => r,
-    }
+    let id = blocking(move || store.send(&p.tenant, &p.queue, msg, now)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "id": id.to_string() })),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,40 +262,27 @@ fn dead_letter_json(d: &DeadLetter) -> serde_json::Value {
 }
 
 async fn admin_dead_letters(
-    State(gw): State<Gateway>,
-    path: Result<Path<QueuePath>, PathRejection>,
+    ApiRequest(path, call): ApiRequest<QueuePath>,
     params: Result<Query<DeadLetterParams>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_admin(&gw, &headers) {
-        return r;
-    }
-    let Path(p) = match path {
-        Ok(p) => p,
-        Err(e) => return bad_path(e),
-    };
-    let limit = match params {
-        Ok(Query(q)) => q.limit.unwrap_or(DEFAULT_DEAD_LETTERS),
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.body_text(), None),
-    };
+) -> Result<Response, Response> {
+    let gw = &call.gw;
+    check_admin(gw, &call.headers)?;
+    let p = path?;
+    let limit = request::query(params)?
+        .limit
+        .unwrap_or(DEFAULT_DEAD_LETTERS);
     if !(1..=MAX_DEAD_LETTERS).contains(&limit) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("limit must be 1 to {MAX_DEAD_LETTERS} (got {limit})"),
-            None,
-        );
+        return Err(bad_request(&format!(
+            "limit must be 1 to {MAX_DEAD_LETTERS} (got {limit})"
+        )));
     }
-    if let Err(r) = known_tenant(&gw, &p.tenant) {
-        return r;
-    }
+    known_tenant(gw, &p.tenant)?;
     let store = gw.host().queue_store();
-    match blocking(move || store.dead_letters(&p.tenant, &p.queue, limit)).await {
-        Ok(dead) => axum::Json(serde_json::json!({
-            "dead_letters": dead.iter().map(dead_letter_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(r) => r,
-    }
+    let dead = blocking(move || store.dead_letters(&p.tenant, &p.queue, limit)).await?;
+    Ok(axum::Json(serde_json::json!({
+        "dead_letters": dead.iter().map(dead_letter_json).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,67 +292,39 @@ struct RedriveRequest {
 }
 
 async fn admin_redrive(
-    State(gw): State<Gateway>,
-    path: Result<Path<QueuePath>, PathRejection>,
-    headers: HeaderMap,
+    ApiRequest(path, call): ApiRequest<QueuePath>,
     body: Body,
-) -> Response {
-    let refuse = |r: Response| body_unread(r, has_body(&headers));
-    if let Err(r) = check_admin(&gw, &headers) {
-        return refuse(r);
-    }
-    let Path(p) = match path {
-        Ok(p) => p,
-        Err(e) => return refuse(bad_path(e)),
-    };
-    if let Err(r) = known_tenant(&gw, &p.tenant) {
-        return refuse(r);
-    }
+) -> Result<Response, Response> {
+    let (gw, headers) = (&call.gw, &call.headers);
+    check_admin(gw, headers).body_unread(headers)?;
+    let p = path.body_unread(headers)?;
+    known_tenant(gw, &p.tenant).body_unread(headers)?;
     let body = match axum::body::to_bytes(body, MAX_REDRIVE_BODY).await {
         Ok(b) => b,
         Err(e) if over_length_limit(&e) => {
-            return refuse(json_error(
+            return Err(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("a redrive request is at most {MAX_REDRIVE_BODY} bytes"),
                 None,
-            ));
+            )
+            .body_unread(headers));
         }
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("reading the request body: {e}"),
-                None,
-            );
-        }
+        Err(e) => return Err(bad_request(&format!("reading the request body: {e}"))),
     };
     let ids: Option<Vec<MessageId>> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let req: RedriveRequest = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("redrive body: expected {{\"ids\": [..]}}: {e}"),
-                    None,
-                );
-            }
-        };
-        match req
-            .ids
+        let req: RedriveRequest = serde_json::from_slice(&body)
+            .map_err(|e| bad_request(&format!("redrive body: expected {{\"ids\": [..]}}: {e}")))?;
+        req.ids
             .map(|ids| ids.iter().map(|i| i.parse::<MessageId>()).collect())
             .transpose()
-        {
-            Ok(ids) => ids,
-            Err(e) => return queue_error(e),
-        }
+            .map_err(store_error)?
     };
     let store = gw.host().queue_store();
     let now = nimbus_queue::now_ms();
-    match blocking(move || store.redrive(&p.tenant, &p.queue, ids.as_deref(), now)).await {
-        Ok(n) => axum::Json(serde_json::json!({ "redriven": n })).into_response(),
-        Err(r) => r,
-    }
+    let n = blocking(move || store.redrive(&p.tenant, &p.queue, ids.as_deref(), now)).await?;
+    Ok(axum::Json(serde_json::json!({ "redriven": n })).into_response())
 }
 
 /// Standard base64 with padding (RFC 4648 §4).

@@ -8,7 +8,7 @@
 //! queue's entries. After the queue key come fixed-width big-endian fields,
 //! so byte order is numeric order.
 
-use crate::{MessageId, QueueError, shorten};
+use crate::types::{MessageId, QueueError, shorten};
 
 /// Longest tenant name, bytes. Tenant names are checked by the host; this
 /// only keeps keys (and their u32 length prefix) bounded.
@@ -93,6 +93,11 @@ impl QueueKey {
         self.with(&[&visible_at_ms.to_be_bytes(), &seq.to_be_bytes()])
     }
 
+    /// First and last possible readiness keys of this queue.
+    pub(crate) fn ready_bounds(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.ready(0, 0), self.ready(u64::MAX, u64::MAX))
+    }
+
     /// The visible-at time in a readiness key of this queue.
     pub(crate) fn ready_visible_at(&self, key: &[u8]) -> Result<u64, QueueError> {
         key.strip_prefix(self.0.as_slice())
@@ -160,6 +165,12 @@ impl ReadyEntry {
             sent_at_ms: u64::from_be_bytes(sent_at),
         })
     }
+}
+
+/// Checks a queue name (1 to 80 of `A-Z a-z 0-9 _ -`), e.g. a topic grant
+/// at deploy, before anything is sent to it.
+pub fn check_queue_name(queue: &str) -> Result<(), QueueError> {
+    QueueKey::new("t", queue).map(|_| ())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use nimbus_bindings::config;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -26,13 +26,13 @@ impl Capability for Config {
     }
 
     fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        if spec.config.is_empty() {
-            return Err(format!(
-                "the component imports `{import}`, but function `{function}` is granted no \
-                 config keys (declare them in its config)"
-            ));
-        }
-        Ok(())
+        require_grant(
+            !spec.config.is_empty(),
+            import,
+            function,
+            "config keys",
+            "config",
+        )
     }
 
     async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {

@@ -8,7 +8,7 @@ use nimbus_bindings::kv::{atomics, batch, store as kvstore};
 use nimbus_kv::{KvBackend, KvError, Namespace};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -50,13 +50,13 @@ impl Capability for Kv {
     }
 
     fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        if spec.kv_stores.is_empty() {
-            return Err(format!(
-                "the component imports `{import}`, but function `{function}` is granted no \
-                 key-value stores (declare them in its kv_stores)"
-            ));
-        }
-        Ok(())
+        require_grant(
+            !spec.kv_stores.is_empty(),
+            import,
+            function,
+            "key-value stores",
+            "kv_stores",
+        )
     }
 
     async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {

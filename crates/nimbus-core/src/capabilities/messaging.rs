@@ -14,7 +14,7 @@ use nimbus_bindings::{Message, MessagingClient};
 use nimbus_queue::{OutgoingMessage, QueueBackend};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -47,13 +47,13 @@ impl Capability for Messaging {
     }
 
     fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        if spec.topics.is_empty() {
-            return Err(format!(
-                "the component imports `{import}`, but function `{function}` is granted no \
-                 topics (declare them in its topics)"
-            ));
-        }
-        Ok(())
+        require_grant(
+            !spec.topics.is_empty(),
+            import,
+            function,
+            "topics",
+            "topics",
+        )
     }
 
     async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {

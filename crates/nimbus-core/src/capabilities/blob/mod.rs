@@ -16,7 +16,7 @@ use nimbus_bindings::{BlobContainer, BlobNames, IncomingValue, OutgoingValue};
 use nimbus_blob::{BlobBackend, BlobError, WriteOptions};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -72,13 +72,13 @@ impl Capability for Blob {
     }
 
     fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        if spec.blob_containers.is_empty() {
-            return Err(format!(
-                "the component imports `{import}`, but function `{function}` is granted no \
-                 blob containers (declare them in its blob_containers)"
-            ));
-        }
-        Ok(())
+        require_grant(
+            !spec.blob_containers.is_empty(),
+            import,
+            function,
+            "blob containers",
+            "blob_containers",
+        )
     }
 
     /// Granted containers exist from deploy on, the way a serverless
@@ -134,6 +134,9 @@ impl HasData for BlobHost {
     type Data<'a> = BlobView<'a>;
 }
 
+/// What a checked copy or move runs with: backend, tenant, write options.
+type Transfer = (Arc<dyn BlobBackend>, Arc<str>, WriteOptions);
+
 /// What `wasi:blobstore` host functions see of the store.
 pub(crate) struct BlobView<'a> {
     blob: &'a mut Blob,
@@ -152,6 +155,20 @@ impl Blob {
                 "permission denied: container {shown:?} is not granted to this function"
             ))
         }
+    }
+
+    /// Checks both ends of a copy or move and counts it: the backend, the
+    /// tenant and the write options for the destination.
+    fn transfer(
+        &mut self,
+        src: &blobstore::ObjectId,
+        dest: &blobstore::ObjectId,
+    ) -> Result<Transfer, String> {
+        self.check(&src.container)?;
+        self.check(&dest.container)?;
+        self.ops += 1;
+        let options = self.options(&dest.container);
+        Ok((self.backend.clone(), self.tenant.clone(), options))
     }
 
     fn options(&self, container: &str) -> WriteOptions {
@@ -245,14 +262,10 @@ impl blobstore::Host for BlobView<'_> {
         src: blobstore::ObjectId,
         dest: blobstore::ObjectId,
     ) -> wasmtime::Result<Result<(), String>> {
-        for c in [&src.container, &dest.container] {
-            if let Err(e) = self.blob.check(c) {
-                return Ok(Err(e));
-            }
-        }
-        self.blob.ops += 1;
-        let options = self.blob.options(&dest.container);
-        let (b, t) = (self.blob.backend.clone(), self.blob.tenant.clone());
+        let (b, t, options) = match self.blob.transfer(&src, &dest) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
         let copied = blocking(move || {
             nimbus_blob::copy_object(
                 &*b,
@@ -274,14 +287,10 @@ impl blobstore::Host for BlobView<'_> {
         src: blobstore::ObjectId,
         dest: blobstore::ObjectId,
     ) -> wasmtime::Result<Result<(), String>> {
-        for c in [&src.container, &dest.container] {
-            if let Err(e) = self.blob.check(c) {
-                return Ok(Err(e));
-            }
-        }
-        self.blob.ops += 1;
-        let options = self.blob.options(&dest.container);
-        let (b, t) = (self.blob.backend.clone(), self.blob.tenant.clone());
+        let (b, t, options) = match self.blob.transfer(&src, &dest) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
         blocking(move || {
             b.rename(
                 &t,

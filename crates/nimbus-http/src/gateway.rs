@@ -1,0 +1,222 @@
+//! The gateway itself: its configuration (keys, rate limits, routes, public
+//! functions) and the state every handler shares. `router.rs` mounts the
+//! APIs on it; requests they do not claim are invocations ([`invoke`]).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use nimbus_core::Host;
+use nimbus_core::prometheus::{IntCounterVec, Opts};
+
+use crate::DEFAULT_MAX_BODY_BYTES;
+
+pub(crate) mod invoke;
+
+/// A tenant's per-second request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests that may arrive at once on top of the sustained rate.
+    pub burst: u32,
+}
+
+/// A configured route: requests whose path starts with `path_prefix` (on a
+/// segment boundary) and, if given, whose `Host` is `host`, go to `function`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub tenant: String,
+    pub function: String,
+    /// Invocable without a key.
+    pub public: bool,
+}
+
+/// Builds a [`Gateway`]; nothing is public and no key is valid unless set.
+#[derive(Debug)]
+#[must_use]
+pub struct GatewayBuilder {
+    host: Host,
+    admin_keys: Vec<String>,
+    tenants: HashMap<String, (Vec<String>, Option<RateLimit>)>,
+    routes: Vec<Route>,
+    public: Vec<(String, String)>,
+    max_body_bytes: usize,
+}
+
+impl GatewayBuilder {
+    /// Keys accepted on the admin API. Without any, the admin API answers 403.
+    pub fn admin_key(mut self, key: impl Into<String>) -> Self {
+        self.admin_keys.push(key.into());
+        self
+    }
+
+    /// API keys of a tenant (any one is accepted) and its rate limit.
+    pub fn tenant(mut self, tenant: &str, keys: Vec<String>, rate: Option<RateLimit>) -> Self {
+        self.tenants.insert(tenant.to_string(), (keys, rate));
+        self
+    }
+
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Makes a function invocable without a key on every route.
+    pub fn public_function(mut self, tenant: &str, function: &str) -> Self {
+        self.public.push((tenant.to_string(), function.to_string()));
+        self
+    }
+
+    /// Request body limit in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    pub fn build(self) -> Result<Gateway, String> {
+        let mut tenants = HashMap::new();
+        for (name, (keys, rate)) in self.tenants {
+            let limiter = match rate {
+                None => None,
+                Some(r) => {
+                    let per_second = NonZeroU32::new(r.per_second)
+                        .ok_or_else(|| format!("tenant `{name}`: rate limit must be above 0"))?;
+                    let burst = NonZeroU32::new(r.burst.max(1)).unwrap_or(per_second);
+                    Some(RateLimiter::direct(
+                        Quota::per_second(per_second).allow_burst(burst),
+                    ))
+                }
+            };
+            tenants.insert(name, Arc::new(TenantGate { keys, limiter }));
+        }
+        let mut routes = self.routes;
+        for r in &routes {
+            if !r.path_prefix.starts_with('/') {
+                return Err(format!(
+                    "route to {}/{}: path {:?} must start with '/'",
+                    r.tenant, r.function, r.path_prefix
+                ));
+            }
+        }
+        // Most specific first: host-bound before host-less, longer prefixes first.
+        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path_prefix.len())));
+        let public = DashMap::new();
+        for key in self.public {
+            public.insert(key, ());
+        }
+        let storage_requests = storage_requests_counter(&self.host);
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                host: self.host,
+                admin_keys: self.admin_keys,
+                tenants: RwLock::new(tenants),
+                routes: RwLock::new(routes),
+                public,
+                max_body_bytes: self.max_body_bytes,
+                ready: AtomicBool::new(true),
+                storage_requests,
+            }),
+        })
+    }
+}
+
+/// What the gateway holds for a tenant: the host knows nothing of keys and
+/// rate limits.
+pub(crate) struct TenantGate {
+    pub(crate) keys: Vec<String>,
+    pub(crate) limiter: Option<DefaultDirectRateLimiter>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) host: Host,
+    pub(crate) admin_keys: Vec<String>,
+    tenants: RwLock<HashMap<String, Arc<TenantGate>>>,
+    routes: RwLock<Vec<Route>>,
+    public: DashMap<(String, String), ()>,
+    max_body_bytes: usize,
+    pub(crate) ready: AtomicBool,
+    pub(crate) storage_requests: nimbus_core::prometheus::IntCounterVec,
+}
+
+/// The gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    pub fn builder(host: Host) -> GatewayBuilder {
+        GatewayBuilder {
+            host,
+            admin_keys: Vec::new(),
+            tenants: HashMap::new(),
+            routes: Vec::new(),
+            public: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.inner.host
+    }
+
+    /// `/readyz` answers 503 once this is false (set when draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_public(&self, tenant: &str, function: &str) -> bool {
+        self.inner
+            .public
+            .contains_key(&(tenant.to_string(), function.to_string()))
+    }
+
+    /// Makes a function public or key-protected from now on.
+    pub(crate) fn set_public(&self, tenant: &str, function: &str, public: bool) {
+        let key = (tenant.to_string(), function.to_string());
+        if public {
+            self.inner.public.insert(key, ());
+        } else {
+            self.inner.public.remove(&key);
+        }
+    }
+
+    pub(crate) fn tenant_gate(&self, tenant: &str) -> Option<Arc<TenantGate>> {
+        self.inner
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned()
+    }
+}
+
+/// `nimbus_storage_requests_total`, registered in the host's registry. A
+/// second gateway over the same host cannot register it again: its
+/// requests are then not counted (logged once, at its build).
+fn storage_requests_counter(host: &Host) -> IntCounterVec {
+    let counter = IntCounterVec::new(
+        Opts::new(
+            "nimbus_storage_requests_total",
+            "Authorized storage API requests, by tenant and HTTP method.",
+        ),
+        &["tenant", "method"],
+    )
+    .expect("a valid metric definition");
+    if let Err(e) = host.registry().register(Box::new(counter.clone())) {
+        tracing::warn!(error = %e, "nimbus_storage_requests_total not registered: another gateway over this host counts storage requests");
+    }
+    counter
+}

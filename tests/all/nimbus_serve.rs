@@ -1,0 +1,182 @@
+//! The real binary's gateway, `nimbus serve`: it serves what its config
+//! declares, drains on SIGTERM and refuses a bad config naming the file and
+//! the key.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use nimbus_core::Outcome;
+
+use crate::support::{
+    ACME_KEY, ADMIN_KEY, FUNCTIONS, ServeDir, acme_series, metric_in, nimbus, record,
+};
+
+/// `config` in a directory of its own with copies of the guests it names,
+/// so its relative paths resolve against the config file.
+fn serve_dir(config: &str) -> ServeDir {
+    ServeDir::new(config)
+        .copy_guest("hello-http", "hello.wasm")
+        .copy_guest("wstd-http", "wstd.wasm")
+}
+
+const SERVE_CONFIG: &str = r#"
+ledger = "usage.jsonl"
+admin_keys = ["admin-key"]
+drain_timeout_ms = 5000
+
+[tenants.acme]
+api_keys = ["acme-key"]
+timeout_ms = 5000
+
+[[functions]]
+tenant = "acme"
+name = "hello"
+component = "hello.wasm"
+
+[[functions]]
+tenant = "acme"
+name = "wstd"
+component = "wstd.wasm"
+public = true
+
+[[routes]]
+path = "/hi"
+tenant = "acme"
+function = "hello"
+public = true
+
+[[routes]]
+path = "/"
+host = "fn.example.com"
+tenant = "acme"
+function = "wstd"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nimbus_serve_serves_its_config_and_drains_on_sigterm() {
+    // Run from elsewhere: the config's relative paths are its own.
+    let dir = serve_dir(SERVE_CONFIG);
+    let mut server = dir.start();
+    let anyone = server.client();
+    let acme = anyone.with_key(ACME_KEY);
+
+    // The config's routes, keys and public flags.
+    let r = anyone.get("/hi").await.expect(200);
+    assert_eq!(r.text(), "Hello from Nimbus!\n");
+    anyone.get("/acme/hello").await.expect(401);
+    acme.get("/acme/hello").await.expect(200);
+    let r = anyone.get("/acme/wstd/").await.expect(200);
+    assert_eq!(r.text(), "Hello from wstd on Nimbus!\n");
+    let r = anyone
+        .get("/elsewhere")
+        .header("host", "fn.example.com")
+        .await
+        .expect(200);
+    assert_eq!(r.text(), "Hello from wstd on Nimbus!\n");
+    anyone.get("/readyz").await.expect(200);
+    let r = anyone.get(FUNCTIONS).key(ADMIN_KEY).await.expect(200);
+    assert_eq!(r.json()["functions"].as_array().map(Vec::len), Some(2));
+
+    // A request in flight when SIGTERM arrives...
+    let slow_client = acme.clone();
+    let slow = tokio::spawn(async move { slow_client.get("/acme/hello/sleep/1500").await });
+    let in_flight = acme_series("nimbus_invocations_in_flight", "hello");
+    let mut running = false;
+    for _ in 0..200 {
+        let r = anyone.get("/metrics").await.expect(200);
+        if metric_in(&r.text(), &in_flight) == Some(1.0) {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(running, "the slow request never started:\n{}", server.log());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+
+    // ...while new connections are refused once draining starts.
+    let draining = Instant::now();
+    while !server.log().contains("nimbus draining") {
+        assert!(
+            draining.elapsed() < Duration::from_secs(5),
+            "no drain:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = server.client();
+    match fresh.get("/readyz").try_send().await {
+        Err(_) => {}
+        Ok(r) => assert_ne!(r.status, StatusCode::OK, "still ready while draining"),
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow request ended before the drain"
+    );
+
+    // ...completes, and then the process exits cleanly.
+    let slow = slow.await.expect("task").expect(200);
+    assert_eq!(slow.text(), "slept");
+    let status = server.wait_exit(Duration::from_secs(5));
+    let log = server.log();
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(log.contains("nimbus stopped"), "{log}");
+    assert!(!log.contains("drain timeout"), "{log}");
+    // And the request is in the ledger, next to the config.
+    let records = dir.records();
+    let rec = record(&records, slow.invocation_id());
+    assert_eq!(
+        (rec.tenant.as_str(), rec.function.as_str(), rec.outcome),
+        ("acme", "hello", Outcome::Success)
+    );
+    assert!(rec.wall_duration_us >= 1_500_000, "{rec:?}");
+    assert_eq!(records.len(), 5, "{records:?}");
+    assert!(!dir.cwd().join("usage.jsonl").exists());
+}
+
+#[test]
+fn nimbus_serve_refuses_a_bad_config_naming_the_file_and_key() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[tenants.acme]\n[[functions]]\ntenant = \"ghost\"\nname = \"hello\"\ncomponent = \"hello.wasm\"\n",
+            &[
+                "functions[0] (ghost/hello).tenant",
+                "`ghost` is not declared",
+            ],
+        ),
+        (
+            "[tenants.acme]\nrate_limit = 5\n",
+            &["unknown field `rate_limit`"],
+        ),
+        (
+            "[tenants.acme]\n[[functions]]\ntenant = \"acme\"\nname = \"hello\"\ncomponent = \"missing.wasm\"\n",
+            &["functions[0] (acme/hello).component", "does not exist"],
+        ),
+        (
+            "[tenants.acme]\n[[routes]]\npath = \"/x\"\ntenant = \"acme\"\nfunction = \"nope\"\n",
+            &["routes[0].function", "`acme/nope` is not declared"],
+        ),
+    ];
+    for (config, wanted) in cases {
+        let dir = serve_dir(config);
+        let out = nimbus()
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.config())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nimbus serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}: accepted:\n{stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+        assert!(
+            stderr.contains(&dir.config().display().to_string()),
+            "{config}: the file is not named:\n{stderr}"
+        );
+        for w in *wanted {
+            assert!(stderr.contains(w), "{config}: {w:?} missing:\n{stderr}");
+        }
+    }
+}
