@@ -2,7 +2,7 @@
 
 use nimbus_core::{Error, Limits};
 
-use crate::support::{event, guests, ok, test_host};
+use crate::support::{event, guests, metric, ok, test_host};
 
 async fn refused(bytes: &[u8]) -> String {
     let t = test_host(|b| b);
@@ -42,11 +42,38 @@ async fn a_component_without_the_handler_export() {
 
 #[tokio::test]
 async fn a_component_importing_what_is_not_granted() {
-    let component = wat::parse_str(r#"(component (import "wasi:sockets/tcp@0.2.12" (instance)))"#)
-        .expect("wat");
+    let component =
+        wat::parse_str(r#"(component (import "wasi:nn/inference@0.2.0-rc" (instance)))"#)
+            .expect("wat");
     let m = refused(&component).await;
-    assert!(m.contains("imports `wasi:sockets/tcp@0.2.12`"), "{m}");
+    assert!(m.contains("imports `wasi:nn/inference@0.2.0-rc`"), "{m}");
     assert!(m.contains("does not grant"), "{m}");
+}
+
+/// A wrong world or an unknown import is refused from the bytes alone,
+/// before Cranelift runs; a component that passes is compiled once.
+#[tokio::test]
+async fn what_the_bytes_tell_is_refused_before_compiling() {
+    let t = test_host(|b| b);
+    t.host.add_tenant("t", Limits::default()).expect("tenant");
+    let compilations =
+        |host: &nimbus_core::Host| metric(host, "nimbus_component_compilations_total");
+    let wrong_world =
+        wat::parse_str(r#"(component (import "wasi:io/streams@0.2.12" (instance)))"#).expect("wat");
+    let unknown = wat::parse_str(r#"(component (import "wasi:nn/inference@0.2.0-rc" (instance)))"#)
+        .expect("wat");
+    for bytes in [&wrong_world, &unknown] {
+        assert!(matches!(
+            t.host.deploy("t", "f", bytes).await,
+            Err(Error::InvalidComponent(_))
+        ));
+    }
+    assert_eq!(compilations(&t.host), Some(0.0), "nothing was compiled");
+    t.host
+        .deploy("t", "echo", &guests().bytes("echo"))
+        .await
+        .expect("echo deploys");
+    assert_eq!(compilations(&t.host), Some(1.0));
 }
 
 #[tokio::test]

@@ -73,14 +73,18 @@ async fn each_tenant_sees_only_its_own_directory() {
 }
 
 #[tokio::test]
-async fn a_component_using_files_needs_the_directory_grant() {
+async fn without_the_directory_grant_there_are_no_files() {
     let t = data_host(|b| b);
     t.host.add_tenant("t", Limits::default()).expect("tenant");
-    let ungranted = FunctionConfig::default();
-    let m = deploy_refused(&t.host, "t", "files", "files", ungranted).await;
+    // Standard toolchains always import wasi:filesystem: deploy accepts it,
+    // and the guest simply has no directory to open.
+    deploy_with(&t.host, "t", "files", "files", FunctionConfig::default()).await;
+    let m = run(&t.host, "t", "read notes.txt").await.unwrap_err();
+    assert!(m.contains("/data/notes.txt"), "{m}");
+    assert!(run(&t.host, "t", "list").await.is_err());
     assert!(
-        m.contains("wasi:filesystem/") && m.contains("not granted a directory"),
-        "{m}"
+        !t.dir.path().join("data/files/t").exists(),
+        "no tenant directory is created without the grant"
     );
 
     // And a host without a data directory cannot grant one.
@@ -90,4 +94,67 @@ async fn a_component_using_files_needs_the_directory_grant() {
         .expect("tenant");
     let m = deploy_refused(&bare.host, "t", "files", "files", directory()).await;
     assert!(m.contains("no data_dir"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_are_denied_inside_the_guest_and_counted() {
+    let t = data_host(|b| b);
+    t.host.add_tenant("t", Limits::default()).expect("tenant");
+    deploy_with(&t.host, "t", "files", "files", FunctionConfig::default()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+
+    match t
+        .host
+        .invoke("t", "files", event(format!("connect {addr}").as_bytes()))
+        .await
+    {
+        Err(Error::Guest { error, report }) => {
+            let m = error.to_string().to_lowercase();
+            assert!(m.contains("denied") || m.contains("permission"), "{m}");
+            assert_eq!(report.usage.denied_calls, 1);
+        }
+        Ok(done) => panic!("the guest connected: {:?}", done.response),
+        Err(e) => panic!("expected a guest error, got {e}"),
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the listener was reached from the guest"
+    );
+    // The host and the function keep serving.
+    assert!(run(&t.host, "t", "list").await.is_err());
+}
+
+#[tokio::test]
+async fn exit_ends_the_invocation_with_its_status_recorded() {
+    let t = data_host(|b| b);
+    t.host.add_tenant("t", Limits::default()).expect("tenant");
+    deploy_with(&t.host, "t", "files", "files", FunctionConfig::default()).await;
+
+    let done = t
+        .host
+        .invoke("t", "files", event(b"exit 0"))
+        .await
+        .expect("exit 0 is a success");
+    assert_eq!(done.response.data, b"");
+    assert_eq!(done.usage.exit_code, Some(0));
+    assert_eq!(done.usage.outcome, nimbus_core::Outcome::Success);
+
+    // WASI 0.2's `exit` carries success or failure, so any failing status
+    // arrives as 1.
+    match t.host.invoke("t", "files", event(b"exit 3")).await {
+        Err(Error::Guest { error, report }) => {
+            assert!(
+                error.to_string().contains("exited with status 1"),
+                "{error}"
+            );
+            assert_eq!(report.usage.exit_code, Some(1));
+            assert_eq!(report.usage.outcome, nimbus_core::Outcome::GuestError);
+        }
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+    let records = t.records();
+    let codes: Vec<_> = records.iter().map(|r| r.exit_code).collect();
+    assert_eq!(codes, [Some(0), Some(1)], "the ledger records the status");
 }

@@ -33,6 +33,8 @@ pub(crate) enum Ended {
     /// The guest returned but its HTTP response cannot be delivered.
     BadResponse(String),
     TimedOut,
+    /// The guest called `wasi:cli/exit`; with 0, what it had produced.
+    Exited(i32, Option<Output>),
 }
 
 /// Instantiates and calls the guest. Runs inside the invocation's deadline.
@@ -55,7 +57,12 @@ pub(crate) async fn call_guest(
                 Ok(r) => Ended::Returned(Output::Event(
                     r.map(Response::from).map_err(GuestError::from),
                 )),
-                Err(e) => Ended::Failed(e),
+                // `exit(0)` from an event handler: done, nothing to return.
+                Err(e) => match exit_status(&e) {
+                    Some(0) => Ended::Exited(0, Some(Output::Event(Ok(Response::default())))),
+                    Some(code) => Ended::Exited(code, None),
+                    None => Ended::Failed(e),
+                },
             }
         }
         (Kind::Http(pre), Input::Http(request)) => {
@@ -111,9 +118,15 @@ async fn call_http(
             }
         }
     };
-    if let Err(e) = called {
-        return Ended::Failed(e);
-    }
+    // `exit(0)` keeps whatever response the guest set before it.
+    let exited = match called {
+        Ok(()) => None,
+        Err(e) => match exit_status(&e) {
+            Some(0) => Some(0),
+            Some(code) => return Ended::Exited(code, None),
+            None => return Ended::Failed(e),
+        },
+    };
     let response = match response {
         Some(r) => r,
         None => {
@@ -124,10 +137,17 @@ async fn call_http(
             collect.await
         }
     };
-    match response {
-        Ok(r) => Ended::Returned(Output::Http(r)),
-        Err(m) => Ended::BadResponse(m),
+    match (response, exited) {
+        (Ok(r), None) => Ended::Returned(Output::Http(r)),
+        (Ok(r), Some(code)) => Ended::Exited(code, Some(Output::Http(r))),
+        (Err(m), _) => Ended::BadResponse(m),
     }
+}
+
+/// The status of a `wasi:cli/exit` call that ended the guest, if that is
+/// how it ended.
+fn exit_status(e: &wasmtime::Error) -> Option<i32> {
+    e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|x| x.0)
 }
 
 async fn collect_response(

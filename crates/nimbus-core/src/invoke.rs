@@ -159,6 +159,10 @@ impl FunctionHandle {
 
         let ran = execute(f, input, cause).await;
 
+        let exit_code = match &ran.ended {
+            Ended::Exited(code, _) => Some(*code),
+            _ => None,
+        };
         let (outcome, result) = classify(ran.ended, ran.memory_refused);
         let mut usage = self.usage(
             invocation_id,
@@ -170,6 +174,7 @@ impl FunctionHandle {
         );
         usage.request_bytes = request_bytes;
         usage.trigger = cause.trigger;
+        usage.exit_code = exit_code;
         let mut logs = Logs::default();
         if let Some(caps) = ran.caps {
             caps.finish(&mut usage, &mut logs);

@@ -53,6 +53,19 @@ pub(crate) fn classify(ended: Ended, memory_refused: bool) -> (Outcome, Result<O
             Err(Failure::Guest(GuestError::Failed(m))),
         ),
         Ended::TimedOut => (Outcome::Timeout, Err(Failure::Timeout)),
+        Ended::Exited(0, Some(output)) => (Outcome::Success, Ok(output)),
+        Ended::Exited(0, None) => (
+            Outcome::GuestError,
+            Err(Failure::Guest(GuestError::Failed(
+                "the guest exited without a response".into(),
+            ))),
+        ),
+        Ended::Exited(code, _) => (
+            Outcome::GuestError,
+            Err(Failure::Guest(GuestError::Failed(format!(
+                "the guest exited with status {code}"
+            )))),
+        ),
         Ended::Failed(e) => match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => (Outcome::OutOfFuel, Err(Failure::OutOfFuel)),
             Some(Trap::StackOverflow) => (Outcome::StackOverflow, Err(Failure::StackOverflow)),

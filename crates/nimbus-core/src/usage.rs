@@ -127,6 +127,10 @@ pub struct UsageRecord {
     /// `schedule`.
     #[serde(default)]
     pub trigger: Trigger,
+    /// The status the guest passed to `wasi:cli/exit`, if it ended that way
+    /// (0: success with what it had produced; otherwise a guest error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 impl UsageRecord {
@@ -157,6 +161,7 @@ impl UsageRecord {
             blob_bytes_written: 0,
             messages_published: 0,
             trigger: Trigger::Direct,
+            exit_code: None,
         }
     }
 }

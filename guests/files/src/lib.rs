@@ -1,5 +1,8 @@
-//! Uses the tenant directory a function may be granted, preopened at `/data`.
-//! Commands (event data): `write <path> <text…>`, `read <path>`, `list`.
+//! Reaches for the operating system the way ordinary code does (std::fs,
+//! std::net, std::process): the tenant directory a function may be granted,
+//! preopened at `/data`; sockets, which Nimbus always denies; and exit.
+//! Commands (event data): `write <path> <text…>`, `read <path>`, `list`,
+//! `connect <addr:port>`, `exit <status>`.
 //! Paths are taken as given under `/data/`, so tests can try to escape with
 //! `..`, absolute paths and symlinks; every failure is a guest error naming
 //! the I/O error.
@@ -35,9 +38,19 @@ impl Guest for Files {
                 names.sort();
                 names.join("\n").into_bytes()
             }
+            ("connect", _) => {
+                let addr = text.trim_start_matches("connect ").trim();
+                std::net::TcpStream::connect(addr).map_err(|e| io(addr, e))?;
+                b"connected".to_vec()
+            }
+            ("exit", _) => {
+                let status = text.trim_start_matches("exit ").trim().parse().unwrap_or(1);
+                std::process::exit(status)
+            }
             _ => {
                 return Err(HandlerError::InvalidInput(format!(
-                    "unknown command {text:?}: write <path> <text>, read <path>, list"
+                    "unknown command {text:?}: write <path> <text>, read <path>, list, \
+                     connect <addr:port>, exit <status>"
                 )));
             }
         };

@@ -1,10 +1,17 @@
-//! WASI 0.2: `wasi:io`, clocks, random, cli (an empty environment, no
-//! stdin, stdout and stderr captured per invocation) and the filesystem,
-//! which sees only the tenant's own directory at `/data` when the function
-//! is granted one (`directory`), sandboxed by cap-std. No sockets.
+//! All of WASI 0.2, denied by default, so the components standard
+//! toolchains build (componentize-py, componentize-js, cargo) deploy as
+//! they are: `wasi:io`, clocks, random, cli (an empty environment, no
+//! arguments, no stdin; stdout and stderr captured per invocation; `exit`
+//! ends the invocation with its code recorded), the filesystem — which has
+//! no directories at all unless the function is granted one
+//! (`directory`: the tenant's own, at `/data`, sandboxed by cap-std) — and
+//! sockets, every use of which is refused and counted (`sockets.rs`).
 //!
-//! The filesystem lives here rather than in a capability of its own because
-//! wasmtime-wasi keeps it inside the one `WasiCtx` built per invocation.
+//! The filesystem and sockets live here rather than in capabilities of their
+//! own because wasmtime-wasi keeps them inside the one `WasiCtx` built per
+//! invocation.
+
+mod sockets;
 
 use std::path::PathBuf;
 
@@ -19,7 +26,6 @@ use wasmtime_wasi_io::bindings::wasi::io;
 
 use crate::capability::{Capability, DeployCx, Holds, InvokeCx};
 use crate::error::Error;
-use crate::limits::FunctionConfig;
 use crate::logs::{CapturedStream, Logs};
 use crate::usage::UsageRecord;
 
@@ -27,6 +33,8 @@ pub(crate) struct Wasi {
     ctx: WasiCtx,
     stdout: CapturedStream,
     stderr: CapturedStream,
+    /// Socket uses refused.
+    denied: u64,
 }
 
 impl Capability for Wasi {
@@ -53,6 +61,13 @@ impl Capability for Wasi {
         "wasi:cli/terminal-stderr",
         "wasi:filesystem/types",
         "wasi:filesystem/preopens",
+        "wasi:sockets/network",
+        "wasi:sockets/instance-network",
+        "wasi:sockets/tcp",
+        "wasi:sockets/tcp-create-socket",
+        "wasi:sockets/udp",
+        "wasi:sockets/udp-create-socket",
+        "wasi:sockets/ip-name-lookup",
     ];
 
     fn add_to_linker<T: Holds<Self>>(l: &mut Linker<T>) -> wasmtime::Result<()> {
@@ -102,17 +117,8 @@ impl Capability for Wasi {
         cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, cli)?;
         cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, cli)?;
         filesystem::types::add_to_linker::<T, WasiFilesystem>(l, fs)?;
-        filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, fs)
-    }
-
-    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        if import.starts_with("wasi:filesystem/") && !spec.directory {
-            return Err(format!(
-                "the component imports `{import}`, but function `{function}` is not granted \
-                 a directory (set its directory grant)"
-            ));
-        }
-        Ok(())
+        filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, fs)?;
+        sockets::add_to_linker(l)
     }
 
     async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {
@@ -148,10 +154,12 @@ impl Capability for Wasi {
             ctx: wasi.build(),
             stdout,
             stderr,
+            denied: 0,
         })
     }
 
-    fn finish(self, _usage: &mut UsageRecord, logs: &mut Logs) {
+    fn finish(self, usage: &mut UsageRecord, logs: &mut Logs) {
+        usage.denied_calls += self.denied;
         let (out, out_dropped) = self.stdout.take();
         let (err, err_dropped) = self.stderr.take();
         logs.stdout = out;
