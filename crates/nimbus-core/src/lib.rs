@@ -19,8 +19,10 @@
 //!
 //! Everything not granted is denied: guests get wall and monotonic clocks,
 //! random bytes, an empty environment, no stdin, and stdout/stderr captured
-//! per invocation ([`Logs`]). No filesystem, no sockets; a component that
-//! imports them is refused at deploy, naming the import.
+//! per invocation ([`Logs`]). All of WASI 0.2 is linked so standard
+//! components deploy, but the filesystem has no directories unless granted
+//! and every socket is refused inside the guest; an import no capability
+//! provides is refused at deploy, before compiling, naming the import.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod builder;

@@ -124,8 +124,8 @@ pub struct FunctionConfig {
     pub kv_stores: Vec<String>,
     /// Preopen the tenant's own directory (`<data_dir>/files/<tenant>`) at
     /// `/data` in the guest (`wasi:filesystem`, sandboxed by cap-std: no
-    /// escape through `..`, absolute paths or symlinks). A component
-    /// importing `wasi:filesystem` without this grant is refused at deploy.
+    /// escape through `..`, absolute paths or symlinks). Without it the
+    /// guest's filesystem has no directories at all.
     pub directory: bool,
     /// Blob containers (`wasi:blobstore`) the function may use, by name,
     /// inside its tenant's namespace; created at deploy if missing. A
