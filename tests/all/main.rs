@@ -19,6 +19,7 @@ mod limits;
 mod messaging;
 mod nimbus_serve;
 mod outbound;
+mod python;
 mod queue_api;
 mod restart;
 mod services;

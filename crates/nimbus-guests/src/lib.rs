@@ -145,3 +145,71 @@ fn ensure_target() -> Result<(), String> {
         Err(format!("rustup target add {TARGET} failed ({status})"))
     }
 }
+
+/// The componentize-py release the Python guests are built with (pinned:
+/// `.ci/setup` installs exactly this).
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// Builds the Python guest `guests/python/<name>` (its `app.py`) with
+/// componentize-py against the WIT packages in `wit/`, for `world` (e.g.
+/// `wasi:http/proxy@0.2.12`), into `target/guests/python-<name>.wasm`, and
+/// returns that path. Skipped when the component is newer than every
+/// source and WIT file: a componentize build takes 10–30 s.
+pub fn build_python(name: &str, world: &str) -> Result<PathBuf, String> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = workspace_root();
+    let src = root.join("guests/python").join(name);
+    let wit = root.join("wit");
+    let out_dir = root.join("target/guests");
+    let out = out_dir.join(format!("python-{name}.wasm"));
+    if !src.join("app.py").is_file() {
+        return Err(format!("no Python guest at {}", src.display()));
+    }
+    if newer_than_sources(&out, &[&src, &wit]) {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let status = Command::new("componentize-py")
+        .arg("-d")
+        .arg(&wit)
+        .args(["-w", world, "componentize", "-p"])
+        .arg(&src)
+        .arg("app")
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .map_err(|e| {
+            format!(
+                "running componentize-py ({e}): install it with \
+                 `pip install componentize-py=={COMPONENTIZE_PY}` (.ci/setup does)"
+            )
+        })?;
+    if !status.success() {
+        return Err(format!(
+            "componentize-py failed for guests/python/{name} ({status})"
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether `out` exists and is newer than every file under `sources`.
+fn newer_than_sources(out: &Path, sources: &[&Path]) -> bool {
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
+        return false;
+    };
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut latest = std::fs::metadata(dir).ok()?.modified().ok();
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let t = if path.is_dir() {
+                newest(&path)
+            } else {
+                entry.metadata().ok().and_then(|m| m.modified().ok())
+            };
+            latest = latest.max(t);
+        }
+        latest
+    }
+    sources.iter().all(|s| newest(s).is_some_and(|t| t < built))
+}

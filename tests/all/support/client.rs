@@ -145,6 +145,7 @@ impl Client {
                 .method(method)
                 .uri(format!("{}{path}", self.base)),
             key: self.key.clone(),
+            timeout: REQUEST_TIMEOUT,
         }
     }
 
@@ -184,6 +185,7 @@ pub struct Call<'a> {
     client: &'a Client,
     builder: http::request::Builder,
     key: Option<String>,
+    timeout: Duration,
 }
 
 impl<'a> Call<'a> {
@@ -229,9 +231,17 @@ impl<'a> Call<'a> {
                 body,
             })
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let limit = self.timeout;
+        tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| format!("{what}: no answer within {REQUEST_TIMEOUT:?}"))?
+            .map_err(|_| format!("{what}: no answer within {limit:?}"))?
+    }
+
+    /// Waits up to `limit` for the answer instead of the default 30 s (a
+    /// deploy that compiles a large component in a debug build).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
     }
 
     /// Sends without a body; an error (no connection, no answer in time)
