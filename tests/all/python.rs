@@ -1,33 +1,38 @@
-//! Python functions: a standard componentize-py `wasi:http/proxy`
-//! component, built from `guests/python/` by the harness, deploys through
-//! the admin API and serves requests unmodified.
+//! Python and JavaScript functions: standard componentize-py and
+//! componentize-js `wasi:http/proxy` components, built from `guests/` by
+//! the harness, deploy through the admin API and serve requests unmodified.
 
 use std::time::Duration;
 
 use crate::support::{ADMIN_KEY, FUNCTIONS, GatewayHost, metric};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_componentize_py_http_function_deploys_and_serves() {
-    let wasm = nimbus_guests::build_python("hello-http", "wasi:http/proxy@0.2.12")
-        .unwrap_or_else(|e| panic!("{e}"));
+/// Deploys `wasm` as `acme/{name}` through the admin API, sends two
+/// requests, and checks the answers and their billing.
+async fn deploys_and_serves(wasm: std::path::PathBuf, name: &str, greeting: &str) {
     let bytes = std::fs::read(&wasm).expect("component");
     let gw = GatewayHost::start(|b| b.admin_key(ADMIN_KEY)).await;
-
-    let web = format!("{FUNCTIONS}/py");
-    // An 18 MB component: compiling it takes seconds (a minute in a debug
+    // A 13–18 MB component: compiling it takes seconds (a minute in a debug
     // build on a busy machine).
     let r = gw
         .admin
-        .put(&web)
+        .put(&format!("{FUNCTIONS}/{name}"))
         .timeout(Duration::from_secs(300))
         .body(bytes)
         .await
         .expect(201);
     assert_eq!(r.json()["kind"], "http", "{}", r.text());
 
-    let r = gw.acme.get("/acme/py/greet?x=1").await.expect(200);
-    assert_eq!(r.text(), "Hello from Python at /acme/py/greet?x=1\n");
-    let r = gw.acme.get("/acme/py/again").await.expect(200);
+    let r = gw
+        .acme
+        .get(&format!("/acme/{name}/greet?x=1"))
+        .await
+        .expect(200);
+    assert_eq!(r.text(), format!("{greeting} at /acme/{name}/greet?x=1\n"));
+    let r = gw
+        .acme
+        .get(&format!("/acme/{name}/again"))
+        .await
+        .expect(200);
     assert!(r.text().contains("/again"), "{}", r.text());
 
     let records = gw.records();
@@ -42,4 +47,18 @@ async fn a_componentize_py_http_function_deploys_and_serves() {
         Some(1.0),
         "compiled once, at deploy"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_componentize_py_http_function_deploys_and_serves() {
+    let wasm = nimbus_guests::build_python("hello-http", "wasi:http/proxy@0.2.12")
+        .unwrap_or_else(|e| panic!("{e}"));
+    deploys_and_serves(wasm, "py", "Hello from Python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_componentize_js_http_function_deploys_and_serves() {
+    let wasm = nimbus_guests::build_js("hello-http", "wasi:http/proxy@0.2.12")
+        .unwrap_or_else(|e| panic!("{e}"));
+    deploys_and_serves(wasm, "js", "Hello from JavaScript").await;
 }

@@ -150,45 +150,82 @@ fn ensure_target() -> Result<(), String> {
 /// `.ci/setup` installs exactly this).
 pub const COMPONENTIZE_PY: &str = "0.25.1";
 
+/// The componentize-js release the JavaScript guests are built with
+/// (pinned; `.ci/setup` installs exactly this from npm).
+pub const COMPONENTIZE_JS: &str = "0.23.0";
+
 /// Builds the Python guest `guests/python/<name>` (its `app.py`) with
 /// componentize-py against the WIT packages in `wit/`, for `world` (e.g.
 /// `wasi:http/proxy@0.2.12`), into `target/guests/python-<name>.wasm`, and
-/// returns that path. Skipped when the component is newer than every
-/// source and WIT file: a componentize build takes 10–30 s.
+/// returns that path.
 pub fn build_python(name: &str, world: &str) -> Result<PathBuf, String> {
+    componentize("python", name, "app.py", |src, wit, out| {
+        let mut cmd = Command::new("componentize-py");
+        cmd.arg("-d")
+            .arg(wit)
+            .args(["-w", world, "componentize", "-p"])
+            .arg(src)
+            .arg("app")
+            .arg("-o")
+            .arg(out);
+        (
+            cmd,
+            format!("pip install componentize-py=={COMPONENTIZE_PY}"),
+        )
+    })
+}
+
+/// Builds the JavaScript guest `guests/js/<name>` (its `index.js`) with
+/// componentize-js against `wit/` for `world`, into
+/// `target/guests/js-<name>.wasm`. Built without StarlingMonkey's own
+/// `fetch` event and HTTP embedding, so the guest's explicit
+/// `incomingHandler` export serves `world`'s version of `wasi:http`.
+pub fn build_js(name: &str, world: &str) -> Result<PathBuf, String> {
+    componentize("js", name, "index.js", |src, wit, out| {
+        let mut cmd = Command::new("componentize-js");
+        cmd.arg(src.join("index.js"))
+            .arg("-w")
+            .arg(wit)
+            .args(["-n", world, "-d", "http", "-d", "fetch-event", "-o"])
+            .arg(out);
+        (
+            cmd,
+            format!("npm install -g @bytecodealliance/componentize-js@{COMPONENTIZE_JS}"),
+        )
+    })
+}
+
+/// Runs one componentize build of `guests/<lang>/<name>` into
+/// `target/guests/<lang>-<name>.wasm`, skipped when the component is newer
+/// than every source and WIT file (these builds take 10–30 s). `command`
+/// gives the build and the install line a missing toolchain is told to run.
+fn componentize(
+    lang: &str,
+    name: &str,
+    entry: &str,
+    command: impl FnOnce(&Path, &Path, &Path) -> (Command, String),
+) -> Result<PathBuf, String> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = workspace_root();
-    let src = root.join("guests/python").join(name);
+    let src = root.join("guests").join(lang).join(name);
     let wit = root.join("wit");
     let out_dir = root.join("target/guests");
-    let out = out_dir.join(format!("python-{name}.wasm"));
-    if !src.join("app.py").is_file() {
-        return Err(format!("no Python guest at {}", src.display()));
+    let out = out_dir.join(format!("{lang}-{name}.wasm"));
+    if !src.join(entry).is_file() {
+        return Err(format!("no guest at {}", src.join(entry).display()));
     }
     if newer_than_sources(&out, &[&src, &wit]) {
         return Ok(out);
     }
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    let status = Command::new("componentize-py")
-        .arg("-d")
-        .arg(&wit)
-        .args(["-w", world, "componentize", "-p"])
-        .arg(&src)
-        .arg("app")
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .map_err(|e| {
-            format!(
-                "running componentize-py ({e}): install it with \
-                 `pip install componentize-py=={COMPONENTIZE_PY}` (.ci/setup does)"
-            )
-        })?;
+    let (mut cmd, install) = command(&src, &wit, &out);
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let status = cmd.status().map_err(|e| {
+        format!("running {tool} ({e}): install it with `{install}` (.ci/setup does)")
+    })?;
     if !status.success() {
-        return Err(format!(
-            "componentize-py failed for guests/python/{name} ({status})"
-        ));
+        return Err(format!("{tool} failed for guests/{lang}/{name} ({status})"));
     }
     Ok(out)
 }
