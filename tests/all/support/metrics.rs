@@ -140,6 +140,10 @@ pub fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String
             continue;
         }
         for m in mf.get_metric() {
+            // Host-wide counters (e.g. compilations) bill no function.
+            if label(m, "function").is_empty() {
+                continue;
+            }
             let key = (
                 label(m, "tenant").to_string(),
                 label(m, "function").to_string(),
