@@ -161,7 +161,10 @@ pub const COMPONENTIZE_JS: &str = "0.23.0";
 pub fn build_python(name: &str, world: &str) -> Result<PathBuf, String> {
     componentize("python", name, "app.py", |src, wit, out| {
         let mut cmd = Command::new("componentize-py");
-        cmd.arg("-d")
+        // No __pycache__ in the source tree (it would also look like a
+        // changed source to the freshness check).
+        cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+            .arg("-d")
             .arg(wit)
             .args(["-w", world, "componentize", "-p"])
             .arg(src)
