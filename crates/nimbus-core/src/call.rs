@@ -45,7 +45,7 @@ pub(crate) async fn call_guest(
     max_response_bytes: usize,
 ) -> Ended {
     match (kind, input) {
-        (Kind::Event(pre), Input::Event(event)) => {
+        (Kind::Event(pre) | Kind::Both { event: pre, .. }, Input::Event(event)) => {
             let call = async {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
@@ -65,7 +65,7 @@ pub(crate) async fn call_guest(
                 },
             }
         }
-        (Kind::Http(pre), Input::Http(request)) => {
+        (Kind::Http(pre) | Kind::Both { http: pre, .. }, Input::Http(request)) => {
             call_http(pre, store, request, max_response_bytes).await
         }
         _ => Ended::BadResponse("input does not match the function's kind".into()),

@@ -102,15 +102,25 @@ impl Host {
             .instantiate_pre(&component)
             .map_err(|e| Error::InvalidComponent(format!("cannot link its imports: {e:#}")))?;
         let handler = nimbus_bindings::HANDLER_INTERFACE;
-        let kind = match kind {
-            World::Event => Kind::Event(FunctionPre::new(pre).map_err(|e| {
+        let event = |pre| {
+            FunctionPre::new(pre).map_err(|e| {
                 Error::InvalidComponent(format!("its `{handler}` export does not match: {e:#}"))
-            })?),
-            World::Http => Kind::Http(ProxyPre::new(pre).map_err(|e| {
+            })
+        };
+        let http = |pre| {
+            ProxyPre::new(pre).map_err(|e| {
                 Error::InvalidComponent(format!(
                     "its `wasi:http/incoming-handler` export does not match: {e:#}"
                 ))
-            })?),
+            })
+        };
+        let kind = match kind {
+            World::Event => Kind::Event(event(pre)?),
+            World::Http => Kind::Http(http(pre)?),
+            World::Both => Kind::Both {
+                event: event(pre.clone())?,
+                http: http(pre)?,
+            },
         };
 
         let meters = rt.metrics.function(&tenant.name, name);
@@ -163,16 +173,18 @@ fn check_bytes(bytes: &[u8], max_bytes: usize) -> Result<(), String> {
 enum World {
     Event,
     Http,
+    Both,
 }
 
 fn world(exports: &[String]) -> Result<World, String> {
     let handler = nimbus_bindings::HANDLER_INTERFACE;
     let exports_any = |prefix: &str| exports.iter().any(|n| n.starts_with(prefix));
-    if exports_any(handler.rsplit_once('.').map_or(handler, |(p, _)| p)) {
-        return Ok(World::Event);
-    }
-    if exports_any(HTTP_HANDLER_PREFIX) {
-        return Ok(World::Http);
+    let event = exports_any(handler.rsplit_once('.').map_or(handler, |(p, _)| p));
+    match (event, exports_any(HTTP_HANDLER_PREFIX)) {
+        (true, true) => return Ok(World::Both),
+        (true, false) => return Ok(World::Event),
+        (false, true) => return Ok(World::Http),
+        (false, false) => {}
     }
     Err(format!(
         "the component does not export `{handler}` or `{HTTP_HANDLER_PREFIX}x` (it exports: {})",

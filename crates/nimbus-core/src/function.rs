@@ -46,6 +46,13 @@ pub(crate) enum Kind {
     Event(FunctionPre<InvocationState>),
     /// `wasi:http/incoming-handler`: a standard `wasi:http/proxy` guest.
     Http(ProxyPre<InvocationState>),
+    /// Both exports (the SDKs' `app` world): HTTP requests go to
+    /// `incoming-handler`, trigger events to `handler`, as one Lambda
+    /// function serves its URL and its event sources.
+    Both {
+        event: FunctionPre<InvocationState>,
+        http: ProxyPre<InvocationState>,
+    },
 }
 
 impl std::fmt::Debug for FunctionHandle {
@@ -66,9 +73,16 @@ impl FunctionHandle {
         &self.inner.name
     }
 
-    /// Whether this is a `wasi:http/proxy` function (use [`Self::invoke_http`]).
+    /// Whether this function serves HTTP requests with its
+    /// `wasi:http/incoming-handler` export (use [`Self::invoke_http`]).
     pub fn is_http(&self) -> bool {
-        matches!(self.inner.kind, Kind::Http(_))
+        matches!(self.inner.kind, Kind::Http(_) | Kind::Both { .. })
+    }
+
+    /// Whether this function takes events with its `nimbus:function/handler`
+    /// export (use [`Self::invoke`]); a component may export both.
+    pub fn handles_events(&self) -> bool {
+        matches!(self.inner.kind, Kind::Event(_) | Kind::Both { .. })
     }
 
     /// The limits invocations of this function run under.

@@ -38,7 +38,7 @@ impl FunctionHandle {
     /// `cause.trigger`, and objects the guest writes raise events at
     /// `cause.depth + 1`.
     pub async fn invoke_with(&self, event: Event, cause: Cause) -> Result<Invocation, Error> {
-        if self.is_http() {
+        if !self.handles_events() {
             return Err(self.wrong_kind("an HTTP function: call it with invoke_http"));
         }
         let (output, report) = self.spawn(Input::Event(event), cause).await?;

@@ -178,6 +178,34 @@ pub fn build_python(name: &str, world: &str) -> Result<PathBuf, String> {
     })
 }
 
+/// The world the Python and JavaScript SDKs build against (`wit/world.wit`).
+pub const APP_WORLD: &str = "nimbus:function/app";
+
+/// Builds the Python guest `guests/python/<name>` with the Nimbus SDK
+/// (`sdk/python`) against [`APP_WORLD`]: the SDK's `nimbus_app` module is
+/// the componentize entry and imports the guest's `app.py` (or
+/// `lambda_function.py`), into `target/guests/python-<name>.wasm`.
+pub fn build_python_app(name: &str) -> Result<PathBuf, String> {
+    let sdk = workspace_root().join("sdk/python");
+    componentize("python", name, "", |src, wit, out| {
+        let mut cmd = Command::new("componentize-py");
+        cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+            .arg("-d")
+            .arg(wit)
+            .args(["-w", APP_WORLD, "componentize", "-p"])
+            .arg(src)
+            .arg("-p")
+            .arg(&sdk)
+            .arg("nimbus_app")
+            .arg("-o")
+            .arg(out);
+        (
+            cmd,
+            format!("pip install componentize-py=={COMPONENTIZE_PY}"),
+        )
+    })
+}
+
 /// Builds the JavaScript guest `guests/js/<name>` (its `index.js`) with
 /// componentize-js against `wit/` for `world`, into
 /// `target/guests/js-<name>.wasm`. Built without StarlingMonkey's own
@@ -215,10 +243,16 @@ fn componentize(
     let wit = root.join("wit");
     let out_dir = root.join("target/guests");
     let out = out_dir.join(format!("{lang}-{name}.wasm"));
-    if !src.join(entry).is_file() {
-        return Err(format!("no guest at {}", src.join(entry).display()));
+    let entry_ok = if entry.is_empty() {
+        ["app.py", "lambda_function.py"].iter().any(|f| src.join(f).is_file())
+    } else {
+        src.join(entry).is_file()
+    };
+    if !entry_ok {
+        return Err(format!("no guest at {}", src.display()));
     }
-    if newer_than_sources(&out, &[&src, &wit]) {
+    let sdk = root.join("sdk").join(lang);
+    if newer_than_sources(&out, &[&src, &wit, &sdk]) {
         return Ok(out);
     }
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -251,5 +285,6 @@ fn newer_than_sources(out: &Path, sources: &[&Path]) -> bool {
         }
         latest
     }
-    sources.iter().all(|s| newest(s).is_some_and(|t| t < built))
+    // A source directory that does not exist (no SDK for a plain guest) cannot be newer.
+    sources.iter().all(|s| newest(s).is_none_or(|t| t < built))
 }

@@ -48,7 +48,11 @@ fn function_json(f: &FunctionHandle, public: bool) -> serde_json::Value {
     serde_json::json!({
         "tenant": f.tenant(),
         "function": f.name(),
-        "kind": if f.is_http() { "http" } else { "event" },
+        "kind": match (f.is_http(), f.handles_events()) {
+            (true, true) => "http+event",
+            (true, false) => "http",
+            _ => "event",
+        },
         "public": public,
         "limits": {
             "fuel": l.fuel,
