@@ -226,6 +226,95 @@ pub fn build_js(name: &str, world: &str) -> Result<PathBuf, String> {
     })
 }
 
+/// The esbuild release that bundles a JavaScript guest with the SDK
+/// (pinned; `.ci/setup` installs exactly this from npm).
+pub const ESBUILD: &str = "0.28.2";
+
+/// Builds the JavaScript guest `guests/js/<name>` with the Nimbus SDK
+/// (`sdk/js`) against [`APP_WORLD`] into `target/guests/js-<name>.wasm`.
+///
+/// componentize-js takes one ES module and resolves imports only as paths
+/// (no `node_modules`, no package names), so the guest is bundled first:
+/// esbuild bundles the SDK's `entry.js`, which imports the guest's module
+/// (its `package.json` `main`, else `index.js`), with `nimbus` and
+/// `@aws-sdk/client-s3` mapped to the SDK and the guest's own npm
+/// dependencies resolved as Node does; the WIT imports stay external for
+/// componentize-js to bind. The recipe is in `sdk/js/README.md`.
+pub fn build_js_app(name: &str) -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let src = root.join("guests/js").join(name);
+    let entry = if src.join("package.json").is_file() {
+        "package.json"
+    } else {
+        "index.js"
+    };
+    let bundle = root
+        .join("target/guests")
+        .join(format!("js-{name}.bundle.js"));
+    // The bundle is rewritten on every call (esbuild takes milliseconds);
+    // one at a time, so no build reads a bundle another is writing.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if src.join(entry).is_file() {
+        bundle_js(&root.join("sdk/js"), &src, &bundle)?;
+    }
+    componentize("js", name, entry, |_, wit, out| {
+        let mut cmd = Command::new("componentize-js");
+        cmd.arg(&bundle)
+            .arg("-w")
+            .arg(wit)
+            .args(["-n", APP_WORLD, "-d", "http", "-d", "fetch-event", "-o"])
+            .arg(out);
+        (
+            cmd,
+            format!("npm install -g @bytecodealliance/componentize-js@{COMPONENTIZE_JS}"),
+        )
+    })
+}
+
+/// Bundles the SDK's entry with the guest module in `src` into one ES
+/// module at `out` (see [`build_js_app`]).
+fn bundle_js(sdk: &Path, src: &Path, out: &Path) -> Result<(), String> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let alias = |name: &str, path: &Path| format!("--alias:{name}={}", path.display());
+    let status = Command::new("esbuild")
+        .current_dir(src)
+        .arg(sdk.join("entry.js"))
+        .args([
+            "--bundle",
+            "--format=esm",
+            // Neither Node's nor a browser's built-ins exist in the guest.
+            "--platform=neutral",
+            "--main-fields=module,main",
+            "--charset=utf8",
+            "--log-level=warning",
+            // Bound by componentize-js to the world's imports.
+            "--external:wasi:*",
+            "--external:nimbus:*",
+            "--external:wasmcloud:*",
+        ])
+        .arg(alias("__nimbus_user_function__", src))
+        .arg(alias("nimbus", &sdk.join("nimbus.js")))
+        .arg(alias("@aws-sdk/client-s3", &sdk.join("s3.js")))
+        .arg(format!("--outfile={}", out.display()))
+        .status()
+        .map_err(|e| {
+            format!(
+                "running esbuild ({e}): install it with `npm install -g esbuild@{ESBUILD}` (.ci/setup does)"
+            )
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "esbuild could not bundle {} with the SDK ({status})",
+            src.display()
+        ))
+    }
+}
+
 /// Runs one componentize build of `guests/<lang>/<name>` into
 /// `target/guests/<lang>-<name>.wasm`, skipped when the component is newer
 /// than every source and WIT file (these builds take 10–30 s). `command`
@@ -244,7 +333,9 @@ fn componentize(
     let out_dir = root.join("target/guests");
     let out = out_dir.join(format!("{lang}-{name}.wasm"));
     let entry_ok = if entry.is_empty() {
-        ["app.py", "lambda_function.py"].iter().any(|f| src.join(f).is_file())
+        ["app.py", "lambda_function.py"]
+            .iter()
+            .any(|f| src.join(f).is_file())
     } else {
         src.join(entry).is_file()
     };
