@@ -11,8 +11,10 @@ import { md5Hex } from "./md5.js";
 
 const decoder = new TextDecoder();
 
-/// What ARNs and `awsRegion` carry: Nimbus has no regions.
+/// What Nimbus reports as the AWS region (`awsRegion`, ARNs, `AWS_REGION`).
 export const REGION = "nimbus";
+/// The ARN partition of Nimbus resources (`arn:nimbus:…`).
+export const PARTITION = "nimbus";
 
 /// The invocation, read once per call of the handler.
 export function invocationInfo() {
@@ -29,7 +31,7 @@ export function invocationInfo() {
 
 /// The Lambda `context` a handler receives as its second argument.
 export function lambdaContext(info, settle) {
-  const arn = `arn:aws:lambda:${REGION}:${info.tenant}:function:${info.functionName}`;
+  const arn = `arn:${PARTITION}:lambda:${REGION}:${info.tenant}:function:${info.functionName}`;
   const day = new Date().toISOString().slice(0, 10).replaceAll("-", "/");
   return {
     awsRequestId: info.id,
@@ -39,8 +41,9 @@ export function lambdaContext(info, settle) {
     // A string, as the Node.js runtime gives it (from
     // AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
     memoryLimitInMB: String(Math.floor(info.memoryLimitBytes / (1024 * 1024))),
-    logGroupName: `/aws/lambda/${info.functionName}`,
-    logStreamName: `${day}/[${info.functionVersion}]${info.id.replaceAll("-", "")}`,
+    logGroupName: `/nimbus/${info.tenant}/${info.functionName}`,
+    logStreamName: `${day}/[${info.functionVersion}]${info.id}`,
+    tenant: info.tenant,
     identity: undefined,
     clientContext: undefined,
     callbackWaitsForEmptyEventLoop: true,
@@ -64,7 +67,6 @@ export function lambdaEnvironment(info, ctx) {
     AWS_LAMBDA_LOG_STREAM_NAME: ctx.logStreamName,
     AWS_REGION: REGION,
     AWS_DEFAULT_REGION: REGION,
-    AWS_EXECUTION_ENV: "AWS_Lambda_nodejs_nimbus",
   };
 }
 
@@ -114,11 +116,11 @@ export function s3Event(event, info) {
         responseElements: { "x-amz-request-id": event.id },
         s3: {
           s3SchemaVersion: "1.0",
-          configurationId: `nimbus-object-trigger-${container}`,
+          configurationId: "nimbus-object-trigger",
           bucket: {
             name: container,
             ownerIdentity: { principalId: info.tenant },
-            arn: `arn:aws:s3:::${container}`,
+            arn: `arn:${PARTITION}:s3:::${container}`,
           },
           object: {
             key: s3Key(a.key ?? event.subject ?? ""),
@@ -126,7 +128,7 @@ export function s3Event(event, info) {
             eTag: etag,
             // Increases with each version of a key, as S3's does: the etag
             // is a UUIDv7, whose hex starts with its timestamp.
-            sequencer: etag.toUpperCase(),
+            sequencer: etag.replaceAll("-", "").toUpperCase(),
           },
         },
       },
@@ -153,22 +155,23 @@ export function sqsEvent(event, info) {
       };
     }
   }
-  const sent = event.time ? Date.parse(event.time) : NaN;
+  const sent = event.time ? Date.parse(event.time) : 0;
+  const receives = a.receivecount ?? "1";
   return {
     Records: [
       {
         messageId: event.id,
-        receiptHandle: `${event.id}#${a.receivecount ?? "1"}`,
+        receiptHandle: btoa(`${a.queue}:${event.id}:${receives}`),
         body,
         attributes: {
-          ApproximateReceiveCount: a.receivecount ?? "1",
-          SentTimestamp: Number.isNaN(sent) ? "" : String(sent),
+          ApproximateReceiveCount: receives,
+          SentTimestamp: String(Number.isNaN(sent) ? 0 : sent),
           SenderId: info.tenant,
         },
         messageAttributes,
         md5OfBody: md5Hex(event.data),
         eventSource: "aws:sqs",
-        eventSourceARN: `arn:aws:sqs:${REGION}:${info.tenant}:${a.queue}`,
+        eventSourceARN: `arn:${PARTITION}:sqs:${REGION}:${info.tenant}:${a.queue}`,
         awsRegion: REGION,
       },
     ],
@@ -177,23 +180,48 @@ export function sqsEvent(event, info) {
 
 /// `nimbus.schedule.tick` → an EventBridge "Scheduled Event".
 export function scheduledEvent(event, info) {
-  const d = json(event);
+  // EventBridge writes times to the second.
+  const ms = event.time ? Date.parse(event.time) : 0;
+  const time = new Date(Number.isNaN(ms) ? 0 : ms - (ms % 1000)).toISOString().replace(".000Z", "Z");
   return {
     version: "0",
     id: event.id,
     "detail-type": "Scheduled Event",
     source: "aws.events",
     account: info.tenant,
-    time: d.scheduled_time ?? event.time,
+    time,
     region: REGION,
-    resources: [`arn:aws:events:${REGION}:${info.tenant}:rule/${info.functionName}`],
+    resources: [`arn:${PARTITION}:events:${REGION}:${info.tenant}:rule/${info.functionName}`],
     detail: {},
   };
 }
 
+// CloudEvents' own attribute names: extension attributes of these names
+// would overwrite them.
+const CORE = new Set(["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "data_base64"]);
+
+/// Any other event in the CloudEvents JSON format: data parsed when its
+/// media type is JSON, text as a string, other bytes as `data_base64`;
+/// extension attributes as top-level members.
+export function cloudEvent(event) {
+  const out = { specversion: "1.0", id: event.id, source: event.source, type: event.type };
+  if (event.subject !== undefined) out.subject = event.subject;
+  if (event.time !== undefined) out.time = event.time;
+  if (event.contentType !== undefined) out.datacontenttype = event.contentType;
+  for (const [k, v] of event.attributes) if (!CORE.has(k)) out[k] = v;
+  if (event.data.length > 0) {
+    try {
+      const text = new TextDecoder("utf-8", { fatal: true }).decode(event.data);
+      out.data = (event.contentType ?? "").toLowerCase().includes("json") ? JSON.parse(text) : text;
+    } catch {
+      out.data_base64 = base64(event.data);
+    }
+  }
+  return out;
+}
+
 /// The Lambda event for a Nimbus event: the AWS shape for the event types
-/// that have one, else the data parsed as JSON (a direct invocation's
-/// payload; empty data is `{}`). Data that is not JSON is refused.
+/// that have one, else the CloudEvent itself.
 export function lambdaEvent(event, info) {
   switch (event.type) {
     case "nimbus.object.created":
@@ -203,30 +231,30 @@ export function lambdaEvent(event, info) {
     case "nimbus.schedule.tick":
       return scheduledEvent(event, info);
   }
-  if (event.data.length === 0) return {};
-  const text = decoder.decode(event.data);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    const err = new Error(`the ${event.type} event's data is not JSON (${e.message})`);
-    err.invalidInput = true;
-    throw err;
-  }
+  return cloudEvent(event);
 }
 
 /// For an SQS event: the failure a returned `batchItemFailures` reports for
 /// this message, or undefined.
+/// An entry without an id fails the message too: Lambda takes one as
+/// failing the whole batch.
 export function batchItemFailure(event, result) {
   if (event.type !== "nimbus.queue.message") return undefined;
   const failures = result?.batchItemFailures;
   if (!Array.isArray(failures)) return undefined;
-  return failures.some((f) => f?.itemIdentifier === event.id)
+  return failures.some((f) => !f?.itemIdentifier || f.itemIdentifier === event.id)
     ? `message ${event.id} reported in batchItemFailures`
     : undefined;
 }
 
-// Media types whose bodies API Gateway passes as text.
-const TEXT_TYPES = /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+(json|xml))/i;
+// Media types whose bodies API Gateway passes as text (no type: text too).
+const TEXT_TYPES = ["text/", "application/json", "application/xml", "application/javascript",
+  "application/x-www-form-urlencoded", "+json", "+xml", "application/yaml"];
+
+function isText(contentType) {
+  const ct = contentType.toLowerCase().split(";")[0].trim();
+  return ct === "" || TEXT_TYPES.some((t) => ct.includes(t));
+}
 
 function apiGatewayTime(ms) {
   const d = new Date(ms);
@@ -266,11 +294,12 @@ export function apiGatewayEvent(req, info) {
     event.queryStringParameters = params;
   }
   const now = Date.now();
+  const domain = headers.host ?? "";
   event.requestContext = {
     accountId: info.tenant,
     apiId: info.functionName,
-    domainName: req.authority,
-    domainPrefix: req.authority.split(".")[0],
+    domainName: domain,
+    domainPrefix: domain.split(".")[0].split(":")[0],
     http: {
       method: req.method,
       path: req.path,
@@ -286,7 +315,7 @@ export function apiGatewayEvent(req, info) {
   };
   if (req.body.length > 0) {
     let text;
-    if (TEXT_TYPES.test(headers["content-type"] ?? "text/plain")) {
+    if (isText(headers["content-type"] ?? "")) {
       try {
         text = new TextDecoder("utf-8", { fatal: true }).decode(req.body);
       } catch {}
@@ -315,30 +344,30 @@ function unbase64(text) {
 }
 
 /// A Lambda handler's result for an HTTP request → `{ status, headers,
-/// body }`, as API Gateway v2 maps it: `{statusCode, headers, body,
-/// isBase64Encoded, cookies}` is the response; anything else is a 200 JSON
-/// response whose body is the string as it is or the value as JSON.
+/// body }`, as function URLs read it: `{statusCode, headers, body,
+/// isBase64Encoded, cookies, multiValueHeaders}` is the response (without a
+/// `content-type` header, a body is `application/json`); bytes are a 200
+/// `application/octet-stream`; anything else a 200 `application/json` whose
+/// body is the string as it is or the value as JSON.
 export function apiGatewayResponse(result) {
   if (result !== null && typeof result === "object" && "statusCode" in result) {
-    const headers = [];
-    const names = new Set();
-    for (const [k, v] of Object.entries(result.headers ?? {})) {
-      headers.push([k, String(v)]);
-      names.add(k.toLowerCase());
-    }
+    const headers = Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]);
     for (const [k, vs] of Object.entries(result.multiValueHeaders ?? {})) {
-      for (const v of vs) headers.push([k, String(v)]);
-      names.add(k.toLowerCase());
+      for (const v of vs) headers.push([k.toLowerCase(), String(v)]);
     }
     for (const c of result.cookies ?? []) headers.push(["set-cookie", String(c)]);
-    if (!names.has("content-type")) headers.push(["content-type", "application/json"]);
-    let body = result.body ?? "";
-    if (typeof body !== "string") body = JSON.stringify(body);
-    return {
-      status: Number(result.statusCode),
-      headers,
-      body: result.isBase64Encoded ? unbase64(body) : body,
-    };
+    let body;
+    if (result.body === undefined || result.body === null) body = new Uint8Array(0);
+    else if (result.isBase64Encoded) body = unbase64(String(result.body));
+    else if (result.body instanceof Uint8Array) body = result.body;
+    else body = typeof result.body === "string" ? result.body : JSON.stringify(result.body);
+    if (body.length > 0 && !headers.some(([k]) => k === "content-type")) {
+      headers.push(["content-type", "application/json"]);
+    }
+    return { status: Number(result.statusCode), headers, body };
+  }
+  if (result instanceof Uint8Array) {
+    return { status: 200, headers: [["content-type", "application/octet-stream"]], body: result };
   }
   const body = typeof result === "string" ? result : JSON.stringify(result ?? null);
   return { status: 200, headers: [["content-type", "application/json"]], body };

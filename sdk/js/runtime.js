@@ -56,14 +56,16 @@ export function errorText(e) {
 
 // SpiderMonkey's stack ("fn@file:line:col" per line) in the V8 form Node.js
 // users read ("    at fn (file:line:col)"), without the frames of
-// componentize-js's generated bindings.
+// componentize-js's generated bindings. (A V8 stack, under Node.js, is
+// kept as it is.)
 function stackText(e) {
   const head = errorText(e);
   if (!(e instanceof Error) || typeof e.stack !== "string") return head;
   const frames = e.stack
     .split("\n")
-    .filter((l) => l !== "" && !l.includes("initializer.js"))
+    .filter((l) => l.trim() !== "" && l !== head && !l.includes("initializer.js"))
     .map((l) => {
+      if (/^\s+at /.test(l)) return l;
       const at = l.lastIndexOf("@");
       return at < 0 ? `    at ${l}` : `    at ${l.slice(0, at) || "<anonymous>"} (${l.slice(at + 1)})`;
     });
@@ -71,7 +73,7 @@ function stackText(e) {
 }
 
 function isInvalidInput(e) {
-  return e instanceof Error && (e.name === "InvalidInput" || e.invalidInput === true);
+  return e instanceof Error && e.name === "InvalidInput";
 }
 
 /// The WIT error for `e`, with its stack printed to stderr (the

@@ -41,7 +41,13 @@ function onMessages(records) {
   const batchItemFailures = [];
   for (const record of records) {
     const receives = record.attributes.ApproximateReceiveCount;
-    console.log(`message ${record.messageId} body ${record.body} receive ${receives}`);
+    const attributes = Object.fromEntries(
+      Object.entries(record.messageAttributes).map(([k, v]) => [k, v.stringValue]),
+    );
+    console.log(
+      `message ${record.messageId} body ${record.body} receive ${receives} ` +
+        `md5 ${record.md5OfBody} attributes ${JSON.stringify(attributes)}`,
+    );
     if (record.body === "throw") {
       throw new TypeError(`cannot process message ${record.messageId}`);
     }
