@@ -12,7 +12,7 @@ use nimbus_core::nimbus_queue::{Delivery, QueueBackend, QueueStore, now_ms};
 use nimbus_core::{FunctionConfig, Host, Invocation, Limits};
 
 use crate::support::{
-    ServeDir, add_tenants, data_host, denied_calls, deploy_refused, deploy_with, done, failed,
+    ServeDir, add_tenants, data_host, denied_calls, deploy_ungranted, deploy_with, done, failed,
     guest_path, guests, series, shorten, sums, topics,
 };
 
@@ -243,8 +243,8 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
     );
     assert_eq!(sums[&("t".into(), "other".into())], [1, 0]);
 
-    // A component importing wasmcloud:messaging with no topics granted is
-    // refused at deploy, whatever else it is granted.
+    // A component importing wasmcloud:messaging with no topics granted
+    // deploys with a note, and every publish is denied and counted.
     for config in [
         FunctionConfig::default(),
         FunctionConfig {
@@ -253,13 +253,17 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
             ..FunctionConfig::default()
         },
     ] {
-        let m = deploy_refused(host, "t", "nopub", "publisher", config).await;
-        assert!(m.contains("wasmcloud:messaging/"), "{m}");
-        assert!(m.contains("granted no topics"), "{m}");
+        let notes = deploy_ungranted(host, "t", "nopub", "publisher", config).await;
+        assert!(notes.contains("wasmcloud:messaging/"), "{notes}");
+        assert!(notes.contains("no topics are granted"), "{notes}");
+        let (m, report) = failed(host, "t", "nopub", "publish orders x").await;
+        assert!(m.contains("is not granted to this function"), "{m}");
+        assert_eq!(report.usage.denied_calls, 1);
+        assert_eq!(report.usage.messages_published, 0);
     }
     // A topic grant that cannot name a queue is refused at deploy, naming it.
     let err = host
-        .deploy_with("t", "nopub", &guests().bytes("publisher"), topics(&["a.b"]))
+        .deploy_with("t", "badtopic", &guests().bytes("publisher"), topics(&["a.b"]))
         .await
         .unwrap_err()
         .to_string();
@@ -267,7 +271,7 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
         err.contains("topic grant") && err.contains("\"a.b\""),
         "{err}"
     );
-    assert!(!host.functions("t").contains(&"nopub".to_string()));
+    assert!(!host.functions("t").contains(&"badtopic".to_string()));
 }
 
 // ---------------------------------------------------------------------------

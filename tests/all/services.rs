@@ -5,7 +5,7 @@
 use nimbus_core::{FunctionConfig, Limits, Outcome};
 
 use crate::support::{
-    add_tenants, call, config_keys, deploy_refused, deploy_with, done, guest_err, ok, test_host,
+    add_tenants, call, config_keys, deploy_ungranted, deploy_with, done, guest_err, ok, test_host,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,13 +32,19 @@ async fn config_is_granted_per_function_and_tenant() {
 }
 
 #[tokio::test]
-async fn a_component_importing_config_needs_a_config_grant() {
+async fn a_component_importing_config_with_no_grant_deploys_and_reads_nothing() {
     let t = test_host(|b| b);
     t.host.add_tenant("t", Limits::default()).expect("tenant");
     let ungranted = FunctionConfig::default();
-    let m = deploy_refused(&t.host, "t", "reader", "config-reader", ungranted).await;
-    assert!(m.contains("imports `wasi:config/store@0.2.0-rc.1`"), "{m}");
-    assert!(m.contains("granted no config keys"), "{m}");
+    let notes = deploy_ungranted(&t.host, "t", "reader", "config-reader", ungranted).await;
+    assert!(notes.contains("`wasi:config/store@0.2.0-rc.1`"), "{notes}");
+    assert!(notes.contains("no config keys are granted"), "{notes}");
+    let (error, report) = guest_err(&t.host, "t", "reader", "greeting").await;
+    assert!(
+        error.to_string().contains("no config key \"greeting\""),
+        "{error}"
+    );
+    assert_eq!(report.usage.outcome, Outcome::GuestError);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,7 @@ mod generated {
 }
 
 pub use generated::exports::nimbus::function::handler;
+pub use generated::nimbus::function::context;
 pub use generated::nimbus::function::types::{Error as GuestError, Event, Response};
 pub use generated::wasi::config::store as config;
 pub use generated::wasi::logging::logging;

@@ -6,6 +6,9 @@
 //! request. The exit code names the outcome (see [`exit_code`]).
 //!
 //! `nimbus serve --config nimbus.toml` runs the API gateway (see [`config`]).
+//!
+//! `nimbus build DIR -o OUT.wasm` builds a Python, JavaScript or Rust
+//! function into a component with the Nimbus SDK (see [`build`]).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod build;
 pub mod config;
 pub mod serve;
 use nimbus_core::{Error, Event, Host, Limits, Logs, Report};
@@ -39,6 +43,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Serve the functions of a config file over HTTP (the API gateway).
     Serve(ServeArgs),
+    /// Build a function's directory (Python, JavaScript or Rust) into a component.
+    Build(build::BuildArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,7 +103,7 @@ pub fn main() -> ExitCode {
     // invocation id); a one-shot run keeps stderr for the guest's own logs.
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
-        Command::Run(_) => "warn",
+        Command::Run(_) | Command::Build(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -114,6 +120,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Build(args) => build::build(args),
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Serve(args) => match runtime.block_on(serve::serve(&args.config, args.listen)) {
             Ok(()) => ExitCode::SUCCESS,

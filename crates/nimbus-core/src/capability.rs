@@ -38,10 +38,14 @@ pub(crate) trait Capability: Sized + Send + 'static {
     /// capability's state through [`Holds`].
     fn add_to_linker<T: Holds<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()>;
 
-    /// At deploy, for each import in [`Self::INTERFACES`]: `Err` refuses the
-    /// component with that message (e.g. imported but nothing granted).
-    fn check_import(_spec: &FunctionConfig, _function: &str, _import: &str) -> Result<(), String> {
-        Ok(())
+    /// At deploy, for each import in [`Self::INTERFACES`]: a note when the
+    /// function is granted nothing the import could reach. Not a refusal:
+    /// componentize-py and componentize-js import every interface of their
+    /// world whether the code calls it or not, so such calls are denied at
+    /// run time (the interface's own error, counted in `denied_calls`) and
+    /// the deploy reports the note.
+    fn ungranted(_spec: &FunctionConfig, _import: &str) -> Option<String> {
+        None
     }
 
     /// At deploy: validates the function's grant and prepares what it needs
@@ -76,6 +80,11 @@ pub(crate) struct DeployCx<'a> {
 pub(crate) struct InvokeCx<'a> {
     pub services: &'a Services,
     pub tenant: &'a Arc<str>,
+    pub function: &'a Arc<str>,
+    pub invocation_id: uuid::Uuid,
+    /// When the invocation's wall-clock budget runs out (the same instant
+    /// the host's timeout fires at).
+    pub deadline: tokio::time::Instant,
     /// The function's limits (tenant limits with its overrides).
     pub limits: &'a Limits,
     pub cause: Cause,
@@ -87,20 +96,13 @@ pub(crate) fn bare(import: &str) -> &str {
     import.split('@').next().unwrap_or(import)
 }
 
-/// The usual refusal of an import whose grant is empty: `what` the function
+/// The usual note on an import whose grant is empty: `what` the function
 /// is granted none of, and the `key` that grants it.
-pub(crate) fn require_grant(
-    granted: bool,
-    import: &str,
-    function: &str,
-    what: &str,
-    key: &str,
-) -> Result<(), String> {
-    if granted {
-        return Ok(());
-    }
-    Err(format!(
-        "the component imports `{import}`, but function `{function}` is granted no {what} \
-         (declare them in its {key})"
-    ))
+pub(crate) fn note_ungranted(granted: bool, import: &str, what: &str, key: &str) -> Option<String> {
+    (!granted).then(|| {
+        format!(
+            "`{import}` is imported but no {what} are granted (declare them in `{key}`); \
+             its calls will be denied"
+        )
+    })
 }

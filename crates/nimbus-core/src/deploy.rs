@@ -64,7 +64,7 @@ impl Host {
         check_bytes(bytes, rt.max_component_bytes).map_err(Error::InvalidComponent)?;
         // Everything the bytes can tell is checked before Cranelift runs.
         let interface = inspect(bytes).map_err(Error::InvalidComponent)?;
-        check_imports(interface.imports.iter().map(String::as_str), &spec, name)
+        let ungranted = check_imports(interface.imports.iter().map(String::as_str), &spec)
             .map_err(Error::InvalidComponent)?;
         let kind = world(&interface.exports).map_err(Error::InvalidComponent)?;
 
@@ -136,12 +136,16 @@ impl Host {
                     .map(|n| Arc::new(Semaphore::new(n as usize))),
                 grants,
                 meters,
+                ungranted,
             }),
         };
         self.inner
             .functions
             .insert((tenant.name.clone(), name.into()), handle.clone());
         tracing::info!(tenant = %tenant.name, function = name, "deployed");
+        for note in handle.ungranted_imports() {
+            tracing::warn!(tenant = %tenant.name, function = name, "{note}");
+        }
         Ok(handle)
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct FunctionInner {
     /// What each capability made of the function's grants.
     pub grants: Grants,
     pub meters: Arc<FunctionMeters>,
+    /// Deploy's notes on imports nothing is granted for.
+    pub ungranted: Vec<String>,
 }
 
 /// Which world a deployed component serves, with its pre-instantiation.
@@ -83,6 +85,13 @@ impl FunctionHandle {
     /// export (use [`Self::invoke`]); a component may export both.
     pub fn handles_events(&self) -> bool {
         matches!(self.inner.kind, Kind::Event(_) | Kind::Both { .. })
+    }
+
+    /// Imports the function's grants leave nothing to reach, one note each
+    /// (naming the import and the key that grants it): their calls are
+    /// denied at run time. Empty when every import is usable.
+    pub fn ungranted_imports(&self) -> &[String] {
+        &self.inner.ungranted
     }
 
     /// The limits invocations of this function run under.

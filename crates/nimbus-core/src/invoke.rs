@@ -157,7 +157,7 @@ impl FunctionHandle {
         };
         let _in_flight = f.meters.enter();
 
-        let ran = execute(f, input, cause).await;
+        let ran = execute(f, invocation_id, input, cause).await;
 
         let exit_code = match &ran.ended {
             Ended::Exited(code, _) => Some(*code),
@@ -262,14 +262,19 @@ struct Ran {
 
 /// Builds a fresh store with every capability's state and calls the guest
 /// in it, under fuel and the deadline (instantiation included).
-async fn execute(f: &FunctionInner, input: Input, cause: Cause) -> Ran {
+async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Cause) -> Ran {
     let rt = &*f.runtime;
     let limits = f.limits;
+    // One instant for the guest's `remaining-ms` and the host's timeout.
+    let deadline = tokio::time::Instant::now() + limits.timeout;
     let caps = Capabilities::prepare(
         &f.grants,
         &InvokeCx {
             services: &rt.services,
             tenant: &f.tenant.name,
+            function: &f.name,
+            invocation_id,
+            deadline,
             limits: &limits,
             cause,
         },
@@ -306,7 +311,7 @@ async fn execute(f: &FunctionInner, input: Input, cause: Cause) -> Ran {
         Err(e) => Ended::Failed(e),
         Ok(()) => {
             let call = call_guest(&f.kind, &mut store, input, rt.max_http_response_bytes);
-            match tokio::time::timeout(limits.timeout, call).await {
+            match tokio::time::timeout_at(deadline, call).await {
                 Ok(ended) => ended,
                 Err(_) => Ended::TimedOut,
             }

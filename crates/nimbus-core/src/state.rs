@@ -11,6 +11,7 @@ use wasmtime_wasi_http::WasiHttpCtxView;
 
 use crate::capabilities::blob::Blob;
 use crate::capabilities::config::Config;
+use crate::capabilities::context::Context;
 use crate::capabilities::kv::Kv;
 use crate::capabilities::logging::Logging;
 use crate::capabilities::messaging::Messaging;
@@ -50,19 +51,20 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Invoc
     Ok(linker)
 }
 
-/// Checks a component's imports against the function's grants: each must
-/// be an interface some capability provides, and granted.
+/// Checks a component's imports: each must be an interface some capability
+/// provides (else the component is refused). Returns notes on the imports
+/// the function's grants leave nothing to reach, whose calls will be denied.
 pub(crate) fn check_imports<'a>(
     imports: impl IntoIterator<Item = &'a str>,
     spec: &FunctionConfig,
-    function: &str,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
     for import in imports {
         if bare(import) == FUNCTION_TYPES {
             continue;
         }
-        match check_import(spec, function, import) {
-            Some(checked) => checked?,
+        match check_import(spec, import) {
+            Some(note) => notes.extend(note),
             None => {
                 return Err(format!(
                     "the component imports `{import}`, which Nimbus does not grant \
@@ -72,7 +74,7 @@ pub(crate) fn check_imports<'a>(
             }
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// The packages capabilities provide (`wasi:io`, …), for error messages.
@@ -164,14 +166,12 @@ macro_rules! capabilities {
         }
 
         /// `None`: no capability provides the import.
-        fn check_import(
-            spec: &FunctionConfig,
-            function: &str,
-            import: &str,
-        ) -> Option<Result<(), String>> {
+        /// `None`: no capability provides the import; `Some(note)`: what
+        /// the function is not granted.
+        fn check_import(spec: &FunctionConfig, import: &str) -> Option<Option<String>> {
             let bare = bare(import);
             $(if <$cap as Capability>::INTERFACES.contains(&bare) {
-                return Some(<$cap as Capability>::check_import(spec, function, import));
+                return Some(<$cap as Capability>::ungranted(spec, import));
             })*
             None
         }
@@ -200,6 +200,7 @@ macro_rules! capabilities {
 }
 
 capabilities! {
+    context: Context,
     wasi: Wasi,
     outbound_http: OutboundHttp,
     config: Config,

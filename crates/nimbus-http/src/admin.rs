@@ -53,6 +53,7 @@ fn function_json(f: &FunctionHandle, public: bool) -> serde_json::Value {
             (true, false) => "http",
             _ => "event",
         },
+        "ungranted_imports": f.ungranted_imports(),
         "public": public,
         "limits": {
             "fuel": l.fuel,

@@ -110,6 +110,25 @@ pub fn directory() -> FunctionConfig {
     }
 }
 
+/// Deploys sample guest `guest` as `tenant/name` with `spec`, which leaves
+/// some of its imports with nothing granted: the deploy succeeds and names
+/// them (their calls are denied at run time). Returns the notes, joined.
+pub async fn deploy_ungranted(
+    host: &Host,
+    tenant: &str,
+    name: &str,
+    guest: &str,
+    spec: impl Into<FunctionConfig>,
+) -> String {
+    let f = host
+        .deploy_with(tenant, name, &guests().bytes(guest), spec)
+        .await
+        .unwrap_or_else(|e| panic!("deploy {guest}: {e}"));
+    let notes = f.ungranted_imports().join("\n");
+    assert!(notes.contains("will be denied"), "{notes:?}");
+    notes
+}
+
 /// Deploys sample guest `guest` as `tenant/name` with `spec`, which the
 /// host must refuse as an invalid component; returns the error's message.
 pub async fn deploy_refused(

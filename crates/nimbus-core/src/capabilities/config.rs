@@ -7,7 +7,7 @@ use std::sync::Arc;
 use nimbus_bindings::config;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, note_ungranted};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -25,14 +25,8 @@ impl Capability for Config {
         config::add_to_linker::<T, HasSelf<Config>>(l, |t| t.parts().0)
     }
 
-    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        require_grant(
-            !spec.config.is_empty(),
-            import,
-            function,
-            "config keys",
-            "config",
-        )
+    fn ungranted(spec: &FunctionConfig, import: &str) -> Option<String> {
+        note_ungranted(!spec.config.is_empty(), import, "config keys", "config")
     }
 
     async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {

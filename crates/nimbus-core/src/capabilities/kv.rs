@@ -8,7 +8,7 @@ use nimbus_bindings::kv::{atomics, batch, store as kvstore};
 use nimbus_kv::{KvBackend, KvError, Namespace};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, note_ungranted};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -49,11 +49,10 @@ impl Capability for Kv {
         batch::add_to_linker::<T, KvHost>(l, view)
     }
 
-    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        require_grant(
+    fn ungranted(spec: &FunctionConfig, import: &str) -> Option<String> {
+        note_ungranted(
             !spec.kv_stores.is_empty(),
             import,
-            function,
             "key-value stores",
             "kv_stores",
         )

@@ -14,7 +14,7 @@ use nimbus_bindings::{Message, MessagingClient};
 use nimbus_queue::{OutgoingMessage, QueueBackend};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, note_ungranted};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -46,14 +46,8 @@ impl Capability for Messaging {
         producer::add_to_linker::<T, MessagingHost>(l, view)
     }
 
-    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        require_grant(
-            !spec.topics.is_empty(),
-            import,
-            function,
-            "topics",
-            "topics",
-        )
+    fn ungranted(spec: &FunctionConfig, import: &str) -> Option<String> {
+        note_ungranted(!spec.topics.is_empty(), import, "topics", "topics")
     }
 
     async fn grant(cx: &DeployCx<'_>) -> Result<Self::Grant, Error> {

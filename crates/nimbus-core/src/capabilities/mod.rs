@@ -3,6 +3,7 @@
 
 pub(crate) mod blob;
 pub(crate) mod config;
+pub(crate) mod context;
 pub(crate) mod kv;
 pub(crate) mod logging;
 pub(crate) mod messaging;

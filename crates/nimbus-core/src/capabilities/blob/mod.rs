@@ -16,7 +16,7 @@ use nimbus_bindings::{BlobContainer, BlobNames, IncomingValue, OutgoingValue};
 use nimbus_blob::{BlobBackend, BlobError, WriteOptions};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::capability::{Capability, DeployCx, Holds, InvokeCx, require_grant};
+use crate::capability::{Capability, DeployCx, Holds, InvokeCx, note_ungranted};
 use crate::error::Error;
 use crate::limits::FunctionConfig;
 use crate::logs::Logs;
@@ -71,11 +71,10 @@ impl Capability for Blob {
         types::add_to_linker::<T, BlobHost>(l, view)
     }
 
-    fn check_import(spec: &FunctionConfig, function: &str, import: &str) -> Result<(), String> {
-        require_grant(
+    fn ungranted(spec: &FunctionConfig, import: &str) -> Option<String> {
+        note_ungranted(
             !spec.blob_containers.is_empty(),
             import,
-            function,
             "blob containers",
             "blob_containers",
         )
