@@ -79,9 +79,19 @@ async fn without_the_directory_grant_there_are_no_files() {
     // Standard toolchains always import wasi:filesystem: deploy accepts it,
     // and the guest simply has no directory to open.
     deploy_with(&t.host, "t", "files", "files", FunctionConfig::default()).await;
-    let m = run(&t.host, "t", "read notes.txt").await.unwrap_err();
-    assert!(m.contains("/data/notes.txt"), "{m}");
-    assert!(run(&t.host, "t", "list").await.is_err());
+    // Each attempt reaches the host (the root is a preopen of its own),
+    // fails inside the guest with access denied, and is counted.
+    for command in ["read notes.txt", "write notes.txt x", "list"] {
+        match t.host.invoke("t", "files", event(command.as_bytes())).await {
+            Err(Error::Guest { error, report }) => {
+                let m = error.to_string().to_lowercase();
+                assert!(m.contains("/data"), "`{command}`: {m}");
+                assert!(m.contains("permission denied"), "`{command}`: {m}");
+                assert_eq!(report.usage.denied_calls, 1, "`{command}`");
+            }
+            other => panic!("`{command}`: expected a guest error, got {other:?}"),
+        }
+    }
     assert!(
         !t.dir.path().join("data/files/t").exists(),
         "no tenant directory is created without the grant"

@@ -11,6 +11,7 @@
 //! own because wasmtime-wasi keeps them inside the one `WasiCtx` built per
 //! invocation.
 
+mod files;
 mod sockets;
 
 use std::path::PathBuf;
@@ -33,8 +34,9 @@ pub(crate) struct Wasi {
     ctx: WasiCtx,
     stdout: CapturedStream,
     stderr: CapturedStream,
-    /// Socket uses refused.
+    /// Socket uses and paths outside a granted directory refused.
     denied: u64,
+    root: files::Root,
 }
 
 impl Capability for Wasi {
@@ -118,6 +120,7 @@ impl Capability for Wasi {
         cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, cli)?;
         filesystem::types::add_to_linker::<T, WasiFilesystem>(l, fs)?;
         filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, fs)?;
+        files::add_to_linker(l)?;
         sockets::add_to_linker(l)
     }
 
@@ -147,6 +150,11 @@ impl Capability for Wasi {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        wasi.preopened_dir(
+            files::empty_root()?,
+            files::ROOT,
+            wasmtime_wasi::FsPerms::ReadOnly,
+        )?;
         if let Some(dir) = directory {
             wasi.preopened_dir(dir, "/data", wasmtime_wasi::FsPerms::ReadWrite)?;
         }
@@ -155,6 +163,7 @@ impl Capability for Wasi {
             stdout,
             stderr,
             denied: 0,
+            root: files::Root::default(),
         })
     }
 
