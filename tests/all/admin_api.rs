@@ -151,7 +151,7 @@ async fn replacing_a_function_never_drops_in_flight_requests() {
         .expect(201);
 
     let slow_client = acme.clone();
-    let slow = tokio::spawn(async move { slow_client.get("/acme/web/sleep/4000").await });
+    let slow = tokio::spawn(async move { slow_client.get("/acme/web/sleep/8000").await });
     let in_flight = acme_series("nimbus_invocations_in_flight", "web");
     wait_for("the slow request to be running", || {
         metric(host, &in_flight) == Some(1.0)
