@@ -9,6 +9,7 @@ mod admin_api;
 mod billing;
 mod blob;
 mod blob_persistence;
+mod build_cli;
 mod cli;
 mod crash;
 mod deploy;

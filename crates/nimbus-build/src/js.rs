@@ -50,6 +50,13 @@ pub(crate) fn entry(dir: &Path) -> Result<String, Error> {
     }
 }
 
+/// esbuild bundles the SDK's entry with the function (componentize-js
+/// evaluates one module and resolves no package names).
+const ESBUILD: Tool = Tool {
+    name: "esbuild",
+    install: concat!("npm install -g esbuild@", "0.28.2"),
+};
+
 pub(crate) fn build(
     dir: &Path,
     project: &Project,
@@ -60,31 +67,86 @@ pub(crate) fn build(
     progress.step(&format!("looking for {}", TOOL.name));
     let found = run::version(TOOL, crate::command(TOOL.name, dir))?;
     crate::check_version(progress, TOOL, &found, crate::COMPONENTIZE_JS);
+    if options.world.is_none() {
+        let found = run::version(ESBUILD, crate::command(ESBUILD.name, dir))?;
+        crate::check_version(progress, ESBUILD, &found, crate::ESBUILD);
+    }
     let root = crate::sdk_root(progress)?;
-    let mut cmd = crate::command(TOOL.name, dir);
-    match &options.world {
-        None => {
-            return Err(Error::Invalid(
-                "the JavaScript SDK is not in this nimbus binary yet; build a standard component with --world wasi:http/proxy@0.2.12".into(),
-            ));
-        }
+    let (module, world) = match &options.world {
         Some(world) => {
             progress.step(&format!(
                 "componentize-js {}: {} → {world} (no SDK)",
                 crate::COMPONENTIZE_JS,
                 project.entry
             ));
-            // Without StarlingMonkey's own fetch event and HTTP embedding,
-            // the module's explicit `incomingHandler` export serves the
-            // world's version of wasi:http.
-            cmd.arg(dir.join(&project.entry))
-                .arg("-w")
-                .arg(root.join("wit"))
-                .args(["-n", world, "-d", "http", "-d", "fetch-event", "-o"])
-                .arg(out);
+            (dir.join(&project.entry), world.as_str())
         }
-    }
+        None => {
+            let sdk = root.join("sdk/js");
+            if !sdk.join("entry.js").is_file() {
+                return Err(Error::Invalid(
+                    "this nimbus binary was built without the JavaScript SDK (sdk/js/entry.js); build with --world to use the module's own exports".into(),
+                ));
+            }
+            let bundle = out.with_file_name("bundle.js");
+            progress.step(&format!(
+                "esbuild {}: {} with the Nimbus SDK → one module",
+                crate::ESBUILD,
+                project.entry
+            ));
+            bundle_with_sdk(dir, &sdk, &bundle, progress)?;
+            progress.step(&format!(
+                "componentize-js {}: the bundle → {}",
+                crate::COMPONENTIZE_JS,
+                crate::APP_WORLD
+            ));
+            (bundle, crate::APP_WORLD)
+        }
+    };
+    // Without StarlingMonkey's own fetch event and HTTP embedding, the
+    // module's explicit `incomingHandler` export (the SDK's, or the user's
+    // with --world) serves the world's version of wasi:http.
+    let mut cmd = crate::command(TOOL.name, dir);
+    cmd.arg(&module)
+        .arg("-w")
+        .arg(root.join("wit"))
+        .args(["-n", world, "-d", "http", "-d", "fetch-event", "-o"])
+        .arg(out);
     run::run(TOOL, cmd, Stdout::Show, progress)?;
+    Ok(())
+}
+
+/// The recipe of `sdk/js/README.md`: the SDK's `entry.js` imports the
+/// function as `__nimbus_user_function__` (esbuild resolves the directory:
+/// `package.json` `main`, else `index.js`; npm dependencies from its
+/// `node_modules`); `nimbus` and `@aws-sdk/client-s3` are the SDK's; the
+/// WIT interfaces stay external for componentize-js to bind.
+fn bundle_with_sdk(
+    dir: &Path,
+    sdk: &Path,
+    bundle: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(), Error> {
+    let alias = |name: &str, path: &Path| format!("--alias:{name}={}", path.display());
+    let mut cmd = crate::command(ESBUILD.name, dir);
+    cmd.arg(sdk.join("entry.js"))
+        .args([
+            "--bundle",
+            "--format=esm",
+            // Neither Node's nor a browser's built-ins exist in the guest.
+            "--platform=neutral",
+            "--main-fields=module,main",
+            "--charset=utf8",
+            "--log-level=warning",
+            "--external:wasi:*",
+            "--external:nimbus:*",
+            "--external:wasmcloud:*",
+        ])
+        .arg(alias("__nimbus_user_function__", dir))
+        .arg(alias("nimbus", &sdk.join("nimbus.js")))
+        .arg(alias("@aws-sdk/client-s3", &sdk.join("s3.js")))
+        .arg(format!("--outfile={}", bundle.display()));
+    run::run(ESBUILD, cmd, Stdout::Show, progress)?;
     Ok(())
 }
 
@@ -108,7 +170,8 @@ mod tests {
     }
 
     #[test]
-    fn the_install_line_names_the_pinned_release() {
+    fn the_install_lines_name_the_pinned_releases() {
         assert!(TOOL.install.ends_with(crate::COMPONENTIZE_JS));
+        assert!(ESBUILD.install.ends_with(crate::ESBUILD));
     }
 }

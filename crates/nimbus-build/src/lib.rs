@@ -4,12 +4,14 @@
 //! | `DIR` holds | language | toolchain | world |
 //! |---|---|---|---|
 //! | `app.py` or `lambda_function.py` | Python | componentize-py [`COMPONENTIZE_PY`] (pip) | [`APP_WORLD`] with the Python SDK |
-//! | `package.json` or `index.js` | JavaScript | componentize-js [`COMPONENTIZE_JS`] (npm) | [`APP_WORLD`] with the JavaScript SDK |
+//! | `package.json` or `index.js` | JavaScript | esbuild [`ESBUILD`] and componentize-js [`COMPONENTIZE_JS`] (npm) | [`APP_WORLD`] with the JavaScript SDK |
 //! | `Cargo.toml` | Rust | `cargo build --release --target wasm32-wasip2` | the one the crate's bindings target |
 //!
 //! Python and JavaScript functions are built against [`APP_WORLD`] with the
 //! Nimbus SDK, whose entry module imports the user's code (`app.py` or
-//! `lambda_function.py`; the `main` of `package.json`, or `index.js`). With
+//! `lambda_function.py`; the `main` of `package.json`, or `index.js`,
+//! bundled with the SDK and its npm dependencies by esbuild first, as
+//! `sdk/js/README.md` describes). With
 //! [`Options::world`] (`--world wasi:http/proxy@0.2.12`) the user's module is
 //! the entry itself, built against that world without the SDK: a standard
 //! component, as the toolchain's own documentation builds it.
@@ -54,6 +56,10 @@ pub const COMPONENTIZE_PY: &str = "0.25.1";
 /// The componentize-js release JavaScript functions are built with (pinned:
 /// `.ci/setup` installs exactly this).
 pub const COMPONENTIZE_JS: &str = "0.23.0";
+
+/// The esbuild release that bundles a JavaScript function with the SDK
+/// (pinned; `.ci/setup` installs exactly this from npm).
+pub const ESBUILD: &str = "0.28.2";
 
 /// The world the Python and JavaScript SDKs build against (`wit/world.wit`):
 /// every Nimbus service, exporting both the event handler and
@@ -346,10 +352,11 @@ pub fn build(
     progress: &mut dyn Progress,
 ) -> Result<Built, Error> {
     let start = Instant::now();
-    // Toolchains run from `dir`: relative paths would resolve against it.
-    let dir = &std::path::absolute(dir).map_err(Error::io(dir))?;
-    let out = &std::path::absolute(out).map_err(Error::io(out))?;
+    // Messages name the paths as the user gave them; toolchains run from
+    // `dir`, so they are given absolute ones.
     let project = detect(dir, options.language)?;
+    let (shown, dir) = (out, &std::path::absolute(dir).map_err(Error::io(dir))?);
+    let out = &std::path::absolute(out).map_err(Error::io(out))?;
     if project.language == Language::Rust && options.world.is_some() {
         return Err(Error::Invalid(
             "--world applies to Python and JavaScript; a Rust crate builds the world its bindings name".into(),
@@ -381,7 +388,7 @@ pub fn build(
         _ => Some(options.world.clone().unwrap_or_else(|| APP_WORLD.into())),
     };
     Ok(Built {
-        output: out.to_path_buf(),
+        output: shown.to_path_buf(),
         language: project.language,
         world,
         bytes,

@@ -19,7 +19,8 @@ use nimbus_build::{Language, Options, Plain, Progress};
 #[command(after_help = "\
 Languages, told by the files in DIR:
   app.py or lambda_function.py   Python: componentize-py 0.25.1 (pip install componentize-py==0.25.1)
-  package.json or index.js       JavaScript: componentize-js 0.23.0 (npm install -g @bytecodealliance/componentize-js@0.23.0)
+  package.json or index.js       JavaScript: esbuild 0.28.2 + componentize-js 0.23.0
+                                 (npm install -g esbuild@0.28.2 @bytecodealliance/componentize-js@0.23.0)
   Cargo.toml                     Rust: cargo build --release --target wasm32-wasip2
 
 Python and JavaScript are built with the Nimbus SDK against nimbus:function/app
