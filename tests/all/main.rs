@@ -15,6 +15,7 @@ mod crash;
 mod deploy;
 mod files;
 mod http;
+mod js_sdk;
 mod kv;
 mod limits;
 mod messaging;
