@@ -4,6 +4,9 @@
 //! listen = "127.0.0.1:8080"          # default
 //! ledger = "nimbus-usage.jsonl"      # relative to this file
 //! data_dir = "nimbus-data"           # key-value database, relative to this file
+//! compile_cache = "nimbus-data/compiled"  # compiled components, reused across
+//!                                    # restarts; default <data_dir>/compiled,
+//!                                    # false: compile every component at every start
 //! admin_keys = ["change-me"]         # admin API disabled without one
 //! max_body_bytes = 6291456           # request body limit (413 above)
 //! drain_timeout_ms = 10000           # graceful shutdown bound
@@ -86,6 +89,8 @@ pub struct Config {
     /// Embedded backends' data (key-value database), relative to this file.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where compiled components are kept (see [`Config::compile_cache_dir`]).
+    pub compile_cache: Option<CompileCacheConfig>,
     #[serde(default)]
     pub admin_keys: Vec<String>,
     #[serde(default = "default_max_body")]
@@ -107,6 +112,15 @@ pub struct Config {
     /// Directory of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// `compile_cache = "DIR"`, or `true` (the default, `<data_dir>/compiled`)
+/// or `false` (none).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CompileCacheConfig {
+    Enabled(bool),
+    Dir(PathBuf),
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,7 +332,26 @@ impl Config {
         }
     }
 
+    /// The compile cache's directory, resolved: `compile_cache`, by default
+    /// `<data_dir>/compiled`; `None` if `compile_cache = false`.
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        match &self.compile_cache {
+            None | Some(CompileCacheConfig::Enabled(true)) => {
+                Some(self.resolve(&self.data_dir).join("compiled"))
+            }
+            Some(CompileCacheConfig::Enabled(false)) => None,
+            Some(CompileCacheConfig::Dir(dir)) => Some(self.resolve(dir)),
+        }
+    }
+
     fn check(&self) -> Result<(), String> {
+        if let Some(CompileCacheConfig::Dir(dir)) = &self.compile_cache
+            && dir.as_os_str().is_empty()
+        {
+            return Err(
+                "compile_cache: an empty path; name a directory, or `false` for no cache".into(),
+            );
+        }
         for (name, t) in &self.tenants {
             if t.rate_limit_per_second == Some(0) {
                 return Err(format!(
@@ -435,6 +468,28 @@ mod tests {
     }
 
     #[test]
+    fn the_compile_cache_is_a_directory_or_off() {
+        let c = load("data_dir = \"d\"\ncompile_cache = true\n").unwrap();
+        assert_eq!(
+            c.compile_cache_dir(),
+            Some(c.base.join("d").join("compiled"))
+        );
+        let c = load("compile_cache = \"/var/cache/nimbus\"\n").unwrap();
+        assert_eq!(
+            c.compile_cache_dir(),
+            Some(PathBuf::from("/var/cache/nimbus"))
+        );
+        let c = load("compile_cache = \"cache\"\n").unwrap();
+        assert_eq!(c.compile_cache_dir(), Some(c.base.join("cache")));
+        let c = load("compile_cache = false\n").unwrap();
+        assert_eq!(c.compile_cache_dir(), None);
+        let e = load("compile_cache = \"\"\n").unwrap_err();
+        assert!(e.contains("compile_cache: an empty path"), "{e}");
+        let e = load("compile_cache = 3\n").unwrap_err();
+        assert!(e.contains("compile_cache"), "{e}");
+    }
+
+    #[test]
     fn a_full_config_loads_with_defaults() {
         let c = load(
             "admin_keys = [\"k\"]\n[tenants.x]\napi_keys = [\"a\"]\nrate_limit_per_second = 5\n\
@@ -443,6 +498,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen, default_listen());
+        assert_eq!(
+            c.compile_cache_dir(),
+            Some(c.base.join("nimbus-data").join("compiled"))
+        );
         assert_eq!(c.tenants["x"].rate_limit().unwrap().burst, 5);
         assert_eq!(
             c.functions[0].overrides().timeout,

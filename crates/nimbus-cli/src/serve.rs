@@ -14,11 +14,11 @@ use crate::config::Config;
 pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     let ledger = config.resolve(&config.ledger);
     let data_dir = config.resolve(&config.data_dir);
-    let host = Host::builder()
-        .ledger_path(&ledger)
-        .data_dir(&data_dir)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let mut builder = Host::builder().ledger_path(&ledger).data_dir(&data_dir);
+    if let Some(dir) = config.compile_cache_dir() {
+        builder = builder.compile_cache(dir);
+    }
+    let host = builder.build().map_err(|e| e.to_string())?;
     let mut gateway = Gateway::builder(host.clone()).max_body_bytes(config.max_body_bytes);
     for key in &config.admin_keys {
         gateway = gateway.admin_key(key.clone());

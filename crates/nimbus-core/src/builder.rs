@@ -10,6 +10,7 @@ use nimbus_queue::{QueueBackend, QueueStore};
 use tokio::sync::Semaphore;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::compile_cache::CompileCache;
 use crate::error::Error;
 use crate::host::Host;
 use crate::logs::LogStore;
@@ -83,6 +84,7 @@ pub struct HostBuilder {
     sink: Option<Arc<dyn UsageSink>>,
     ledger_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    compile_cache: Option<PathBuf>,
     kv: Option<Arc<dyn KvBackend>>,
     blob: Option<Arc<dyn BlobBackend>>,
     queues: Option<Arc<dyn QueueBackend>>,
@@ -110,6 +112,7 @@ impl Default for HostBuilder {
             sink: None,
             ledger_path: None,
             data_dir: None,
+            compile_cache: None,
             kv: None,
             blob: None,
             queues: None,
@@ -201,6 +204,19 @@ impl HostBuilder {
     /// memory and do not survive the process.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep compiled components in `dir` and load them from there when the
+    /// same bytes are deployed again, by this host or a later one (default:
+    /// none, every deploy compiles). An 18 MB Python component compiles in
+    /// seconds and loads in milliseconds. Entries are keyed by the sha256 of
+    /// the component and of the engine's configuration, and checked against
+    /// their own digest before loading; a corrupt or incompatible entry is
+    /// compiled again, never an error. Several hosts, in one process or
+    /// many, may share a directory. Nothing is ever evicted.
+    pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.compile_cache = Some(dir.into());
         self
     }
 
@@ -320,6 +336,12 @@ impl HostBuilder {
                     .map_err(|e| Error::Config(format!("queue store: {e}")))?,
             ),
         };
+        let compile_cache = match &self.compile_cache {
+            Some(dir) => Some(Arc::new(CompileCache::open(dir, &engine).map_err(|e| {
+                Error::Config(format!("compile cache {}: {e}", dir.display()))
+            })?)),
+            None => None,
+        };
         let registry = self.registry.unwrap_or_default();
         let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
         registry
@@ -333,6 +355,7 @@ impl HostBuilder {
             metrics,
             capacity: Arc::new(Semaphore::new(p.max_instances as usize)),
             compile_slots: Semaphore::new(compile_parallelism()),
+            compile_cache,
             max_instances: p.max_instances,
             pool_max_memory: p.max_memory_bytes,
             max_wasm_stack: self.max_wasm_stack,

@@ -11,6 +11,7 @@ use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capability::DeployCx;
+use crate::compile_cache::load_or_compile;
 use crate::error::Error;
 use crate::function::{FunctionHandle, FunctionInner, Kind};
 use crate::host::Host;
@@ -74,14 +75,15 @@ impl Host {
                 .acquire()
                 .await
                 .map_err(|_| Error::Config("compiler closed".into()))?;
-            let engine = rt.engine.clone();
+            let rt = rt.clone();
             let owned = bytes.to_vec();
-            // Building the copy-on-write memory images here, off the
-            // invocation path, halves the first invocation's latency
-            // (measured: benches/invoke.rs, group `deploy`).
-            rt.metrics.compiled();
             tokio::task::spawn_blocking(move || -> wasmtime::Result<Component> {
-                let component = Component::new(&engine, &owned)?;
+                let cache = rt.compile_cache.as_deref();
+                let component = load_or_compile(&rt.engine, cache, &owned, &rt.metrics)?;
+                // Building the copy-on-write memory images here, off the
+                // invocation path, halves the first invocation's latency
+                // (measured: benches/invoke.rs, group `deploy`), for a
+                // loaded artifact as for a compiled one.
                 component.initialize_copy_on_write_image()?;
                 wasmtime::Result::Ok(component)
             })

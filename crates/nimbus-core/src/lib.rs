@@ -29,6 +29,7 @@ mod builder;
 mod call;
 mod capabilities;
 mod capability;
+mod compile_cache;
 mod deploy;
 mod error;
 mod event;

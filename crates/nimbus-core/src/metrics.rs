@@ -225,7 +225,12 @@ const BLOB_STORED: Family = Family {
 };
 const COMPILATIONS: Family = Family {
     name: "nimbus_component_compilations_total",
-    help: "Components compiled by this host (deploys that got past validation).",
+    help: "Components compiled by this host (Cranelift runs; a deploy loaded from the compile cache is not one).",
+    kind: MetricType::COUNTER,
+};
+const CACHE_HITS: Family = Family {
+    name: "nimbus_component_cache_hits_total",
+    help: "Deploys that loaded the component's compiled artifact from the compile cache instead of compiling it.",
     kind: MetricType::COUNTER,
 };
 const MESSAGES: Family = Family {
@@ -323,12 +328,18 @@ pub(crate) struct Metrics {
     kv: Arc<dyn nimbus_kv::KvBackend>,
     blob: Arc<dyn nimbus_blob::BlobBackend>,
     compilations: AtomicU64,
+    cache_hits: AtomicU64,
 }
 
 impl Metrics {
     /// Counts one compilation (Cranelift run) of a component.
     pub(crate) fn compiled(&self) {
         self.compilations.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one deploy served from the compile cache.
+    pub(crate) fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn new(
@@ -353,6 +364,7 @@ impl Metrics {
             desc(&KV_STORED, &["tenant"]),
             desc(&BLOB_STORED, &["tenant"]),
             desc(&COMPILATIONS, &[]),
+            desc(&CACHE_HITS, &[]),
         ];
         for (i, c) in COUNTERS.iter().enumerate() {
             if i > 0 && std::ptr::eq(COUNTERS[i - 1].family, c.family) {
@@ -374,6 +386,7 @@ impl Metrics {
             kv,
             blob,
             compilations: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
         }
     }
 
@@ -525,6 +538,10 @@ impl Collector for Metrics {
             family(
                 &COMPILATIONS,
                 vec![counter(self.compilations.load(Relaxed) as f64, &[])],
+            ),
+            family(
+                &CACHE_HITS,
+                vec![counter(self.cache_hits.load(Relaxed) as f64, &[])],
             ),
         ];
         // Rows of one family are adjacent in COUNTERS: merge their series.

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::compile_cache::CompileCache;
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::logs::LogStore;
@@ -25,6 +26,8 @@ pub(crate) struct Runtime {
     pub capacity: Arc<Semaphore>,
     /// Compilations running at once.
     pub compile_slots: Semaphore,
+    /// Artifacts compiled before, by this host or an earlier one.
+    pub compile_cache: Option<Arc<CompileCache>>,
     pub max_instances: u32,
     pub pool_max_memory: u64,
     pub max_wasm_stack: usize,

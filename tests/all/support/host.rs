@@ -41,8 +41,18 @@ impl TestHost {
     }
 }
 
-/// A builder with a small pool (tests run many hosts side by side) and its
-/// ledger in `dir`.
+/// The compile cache every test host and `nimbus serve` shares, under the
+/// target directory: each component is compiled once per run, or never on
+/// a machine that ran the tests before (an 18 MB Python component takes a
+/// minute to compile in a debug build). Tests of the cache itself use a
+/// fresh directory.
+pub fn shared_compile_cache() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("test-compile-cache")
+}
+
+/// A builder with a small pool (tests run many hosts side by side), its
+/// ledger in `dir` and the [`shared_compile_cache`].
 fn builder(dir: &Path) -> HostBuilder {
     Host::builder()
         .pool(PoolConfig {
@@ -51,6 +61,7 @@ fn builder(dir: &Path) -> HostBuilder {
             ..PoolConfig::default()
         })
         .ledger_path(dir.join("usage.jsonl"))
+        .compile_cache(shared_compile_cache())
 }
 
 /// [`builder`] with the data directory `dir/data` (key-value, blob and

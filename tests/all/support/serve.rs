@@ -13,6 +13,7 @@ use nimbus_core::UsageRecord;
 
 use super::client::Client;
 use super::deploy::guests;
+use super::host::shared_compile_cache;
 use super::metrics::ledger;
 
 /// The `nimbus` binary this test run built.
@@ -30,7 +31,19 @@ pub struct ServeDir {
 }
 
 impl ServeDir {
+    /// `config`, with the [`shared_compile_cache`] unless it names a
+    /// `compile_cache` of its own.
     pub fn new(config: &str) -> Self {
+        if config.contains("compile_cache") {
+            return Self::as_written(config);
+        }
+        // First in the file: a top-level key, whatever tables follow.
+        let cache = shared_compile_cache();
+        Self::as_written(&format!("compile_cache = {cache:?}\n{config}"))
+    }
+
+    /// `config` exactly as given (so `nimbus serve`'s defaults apply).
+    pub fn as_written(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let cwd = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nimbus.toml");
