@@ -148,11 +148,11 @@ fn ensure_target() -> Result<(), String> {
 
 /// The componentize-py release the Python guests are built with (pinned:
 /// `.ci/setup` installs exactly this).
-pub const COMPONENTIZE_PY: &str = "0.25.1";
+pub const COMPONENTIZE_PY: &str = nimbus_build::COMPONENTIZE_PY;
 
 /// The componentize-js release the JavaScript guests are built with
 /// (pinned; `.ci/setup` installs exactly this from npm).
-pub const COMPONENTIZE_JS: &str = "0.23.0";
+pub const COMPONENTIZE_JS: &str = nimbus_build::COMPONENTIZE_JS;
 
 /// Builds the Python guest `guests/python/<name>` (its `app.py`) with
 /// componentize-py against the WIT packages in `wit/`, for `world` (e.g.
@@ -179,7 +179,7 @@ pub fn build_python(name: &str, world: &str) -> Result<PathBuf, String> {
 }
 
 /// The world the Python and JavaScript SDKs build against (`wit/world.wit`).
-pub const APP_WORLD: &str = "nimbus:function/app";
+pub const APP_WORLD: &str = nimbus_build::APP_WORLD;
 
 /// Builds the Python guest `guests/python/<name>` with the Nimbus SDK
 /// (`sdk/python`) against [`APP_WORLD`]: the SDK's `nimbus_app` module is
@@ -228,92 +228,48 @@ pub fn build_js(name: &str, world: &str) -> Result<PathBuf, String> {
 
 /// The esbuild release that bundles a JavaScript guest with the SDK
 /// (pinned; `.ci/setup` installs exactly this from npm).
-pub const ESBUILD: &str = "0.28.2";
+pub const ESBUILD: &str = nimbus_build::ESBUILD;
 
 /// Builds the JavaScript guest `guests/js/<name>` with the Nimbus SDK
-/// (`sdk/js`) against [`APP_WORLD`] into `target/guests/js-<name>.wasm`.
-///
-/// componentize-js takes one ES module and resolves imports only as paths
-/// (no `node_modules`, no package names), so the guest is bundled first:
-/// esbuild bundles the SDK's `entry.js`, which imports the guest's module
-/// (its `package.json` `main`, else `index.js`), with `nimbus` and
-/// `@aws-sdk/client-s3` mapped to the SDK and the guest's own npm
-/// dependencies resolved as Node does; the WIT imports stay external for
-/// componentize-js to bind. The recipe is in `sdk/js/README.md`.
+/// (`sdk/js`) against [`APP_WORLD`] into `target/guests/js-<name>.wasm`,
+/// exactly as `nimbus build guests/js/<name>` does ([`nimbus_build`]):
+/// esbuild bundles the SDK's `entry.js` with the guest's module (its
+/// `package.json` `main`, else `index.js`) and its npm dependencies, then
+/// componentize-js builds the bundle. The recipe is in `sdk/js/README.md`.
 pub fn build_js_app(name: &str) -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let src = root.join("guests/js").join(name);
-    let entry = if src.join("package.json").is_file() {
-        "package.json"
-    } else {
-        "index.js"
-    };
-    let bundle = root
-        .join("target/guests")
-        .join(format!("js-{name}.bundle.js"));
-    // The bundle is rewritten on every call (esbuild takes milliseconds);
-    // one at a time, so no build reads a bundle another is writing.
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if src.join(entry).is_file() {
-        bundle_js(&root.join("sdk/js"), &src, &bundle)?;
-    }
-    componentize("js", name, entry, |_, wit, out| {
-        let mut cmd = Command::new("componentize-js");
-        cmd.arg(&bundle)
-            .arg("-w")
-            .arg(wit)
-            .args(["-n", APP_WORLD, "-d", "http", "-d", "fetch-event", "-o"])
-            .arg(out);
-        (
-            cmd,
-            format!("npm install -g @bytecodealliance/componentize-js@{COMPONENTIZE_JS}"),
-        )
-    })
+    build_app(nimbus_build::Language::JavaScript, "js", name)
 }
 
-/// Bundles the SDK's entry with the guest module in `src` into one ES
-/// module at `out` (see [`build_js_app`]).
-fn bundle_js(sdk: &Path, src: &Path, out: &Path) -> Result<(), String> {
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// One SDK build of `guests/<lang>/<name>` through [`nimbus_build::build`]
+/// into `target/guests/<lang>-<name>.wasm`, skipped when the component is
+/// newer than the guest, `wit/` and `sdk/<lang>` (what the binary embeds).
+fn build_app(language: nimbus_build::Language, lang: &str, name: &str) -> Result<PathBuf, String> {
+    let _one_at_a_time = COMPONENTIZE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = workspace_root();
+    let src = root.join("guests").join(lang).join(name);
+    let out = root
+        .join("target/guests")
+        .join(format!("{lang}-{name}.wasm"));
+    if !src.is_dir() {
+        return Err(format!("no guest at {}", src.display()));
     }
-    let alias = |name: &str, path: &Path| format!("--alias:{name}={}", path.display());
-    let status = Command::new("esbuild")
-        .current_dir(src)
-        .arg(sdk.join("entry.js"))
-        .args([
-            "--bundle",
-            "--format=esm",
-            // Neither Node's nor a browser's built-ins exist in the guest.
-            "--platform=neutral",
-            "--main-fields=module,main",
-            "--charset=utf8",
-            "--log-level=warning",
-            // Bound by componentize-js to the world's imports.
-            "--external:wasi:*",
-            "--external:nimbus:*",
-            "--external:wasmcloud:*",
-        ])
-        .arg(alias("__nimbus_user_function__", src))
-        .arg(alias("nimbus", &sdk.join("nimbus.js")))
-        .arg(alias("@aws-sdk/client-s3", &sdk.join("s3.js")))
-        .arg(format!("--outfile={}", out.display()))
-        .status()
-        .map_err(|e| {
-            format!(
-                "running esbuild ({e}): install it with `npm install -g esbuild@{ESBUILD}` (.ci/setup does)"
-            )
-        })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "esbuild could not bundle {} with the SDK ({status})",
-            src.display()
-        ))
+    if newer_than_sources(
+        &out,
+        &[&src, &root.join("wit"), &root.join("sdk").join(lang)],
+    ) {
+        return Ok(out);
     }
+    let options = nimbus_build::Options {
+        language: Some(language),
+        ..Default::default()
+    };
+    nimbus_build::build(&src, &out, &options, &mut nimbus_build::Plain)
+        .map_err(|e| format!("building guests/{lang}/{name}: {e}"))?;
+    Ok(out)
 }
+
+/// Componentize builds run one at a time: each takes a core for 10–30 s.
+static COMPONENTIZE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs one componentize build of `guests/<lang>/<name>` into
 /// `target/guests/<lang>-<name>.wasm`, skipped when the component is newer
@@ -325,8 +281,7 @@ fn componentize(
     entry: &str,
     command: impl FnOnce(&Path, &Path, &Path) -> (Command, String),
 ) -> Result<PathBuf, String> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = COMPONENTIZE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = workspace_root();
     let src = root.join("guests").join(lang).join(name);
     let wit = root.join("wit");
