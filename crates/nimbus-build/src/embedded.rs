@@ -3,6 +3,7 @@
 //! read: componentize-py and componentize-js take directories, not bytes.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::Error;
 
@@ -50,12 +51,23 @@ pub fn root() -> Result<PathBuf, Error> {
     Err(Error::Cache(failures.join("; ")))
 }
 
+/// A tree no build has used for this long is deleted when another is
+/// written: every change of the SDK (each release; each edit in a checkout)
+/// writes a new one of about half a megabyte.
+const UNUSED_FOR: Duration = Duration::from_secs(14 * 24 * 3600);
+
 fn materialize(base: &Path) -> std::io::Result<PathBuf> {
     let dir = base.join(format!("sdk-{HASH}"));
     if dir.join(COMPLETE).is_file() {
+        // The marker's time says when the tree was last used.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(dir.join(COMPLETE))
+            .and_then(|f| f.set_modified(SystemTime::now()));
         return Ok(dir);
     }
     std::fs::create_dir_all(base)?;
+    prune(base);
     // Written beside its final name and renamed into place, so concurrent
     // builds never read a partial tree.
     let staging = tempfile::Builder::new()
@@ -85,6 +97,28 @@ fn materialize(base: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Deletes the other `sdk-*` trees in `base` unused for [`UNUSED_FOR`]
+/// (best effort: a tree another process is writing has no marker yet and
+/// is left alone).
+fn prune(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("sdk-") || name == format!("sdk-{HASH}") {
+            continue;
+        }
+        let used = std::fs::metadata(entry.path().join(COMPLETE)).and_then(|m| m.modified());
+        if let Ok(used) = used
+            && used.elapsed().is_ok_and(|age| age > UNUSED_FOR)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +142,26 @@ mod tests {
         std::fs::write(dir.join("wit/marker"), b"kept").expect("write");
         assert_eq!(materialize(base.path()).expect("again"), dir);
         assert!(dir.join("wit/marker").is_file());
+    }
+
+    #[test]
+    fn trees_unused_for_two_weeks_are_pruned() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let tree = |name: &str, age: Duration| {
+            let dir = base.path().join(name);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let marker = std::fs::File::create(dir.join(COMPLETE)).expect("marker");
+            marker
+                .set_modified(SystemTime::now() - age)
+                .expect("set mtime");
+            dir
+        };
+        let old = tree("sdk-0000000000000001", UNUSED_FOR + Duration::from_secs(60));
+        let recent = tree("sdk-0000000000000002", Duration::from_secs(3600));
+        let other = base.path().join("unrelated");
+        std::fs::create_dir(&other).expect("mkdir");
+        let current = materialize(base.path()).expect("materialize");
+        assert!(!old.exists(), "unused for over two weeks");
+        assert!(recent.exists() && other.exists() && current.exists());
     }
 }

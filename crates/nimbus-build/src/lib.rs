@@ -20,7 +20,13 @@
 //! binary ([`embedded`]) and written to `$XDG_CACHE_HOME/nimbus/sdk-<hash>`
 //! (else `~/.cache/nimbus/…`, else the temporary directory) before a build,
 //! so `nimbus build` works wherever the binary is, with the SDK it was
-//! released with.
+//! released with. Trees no build used for two weeks are deleted.
+//!
+//! Nothing is written into `DIR` by the Python and JavaScript builds:
+//! componentize-py reads a copy of it (its CPython writes `__pycache__`
+//! into every directory on its path), esbuild's bundle and the tool's
+//! output go to a scratch directory beside `OUT`, renamed to `OUT` when the
+//! build succeeds. cargo writes its `target/` as it always does.
 //!
 //! The output is checked to be a component (not a core module); [`Built`]
 //! says its size and how long the build took. A missing toolchain is
