@@ -35,9 +35,8 @@ fn event_handler() -> String {
         .to_string()
 }
 
-/// Polls `f` every 50 ms for up to 60 s (a debug build on a busy machine
-/// runs a 13 MB JavaScript instance in tens of milliseconds, but triggers
-/// retry with backoff).
+/// Polls `f` every 50 ms for up to 60 s: triggers deliver in the
+/// background, and retry with backoff.
 async fn until<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     server: &NimbusServe,
