@@ -263,7 +263,12 @@ async fn ungranted_topics_are_denied_and_queues_are_per_tenant() {
     }
     // A topic grant that cannot name a queue is refused at deploy, naming it.
     let err = host
-        .deploy_with("t", "badtopic", &guests().bytes("publisher"), topics(&["a.b"]))
+        .deploy_with(
+            "t",
+            "badtopic",
+            &guests().bytes("publisher"),
+            topics(&["a.b"]),
+        )
         .await
         .unwrap_err()
         .to_string();
