@@ -182,28 +182,13 @@ pub fn build_python(name: &str, world: &str) -> Result<PathBuf, String> {
 pub const APP_WORLD: &str = nimbus_build::APP_WORLD;
 
 /// Builds the Python guest `guests/python/<name>` with the Nimbus SDK
-/// (`sdk/python`) against [`APP_WORLD`]: the SDK's `nimbus_app` module is
-/// the componentize entry and imports the guest's `app.py` (or
-/// `lambda_function.py`), into `target/guests/python-<name>.wasm`.
+/// (`sdk/python`) against [`APP_WORLD`] into
+/// `target/guests/python-<name>.wasm`, exactly as `nimbus build
+/// guests/python/<name>` does ([`nimbus_build`]): the SDK's `nimbus_app`
+/// module is the componentize entry and imports the guest's `app.py` (or
+/// `lambda_function.py`).
 pub fn build_python_app(name: &str) -> Result<PathBuf, String> {
-    let sdk = workspace_root().join("sdk/python");
-    componentize("python", name, "", |src, wit, out| {
-        let mut cmd = Command::new("componentize-py");
-        cmd.env("PYTHONDONTWRITEBYTECODE", "1")
-            .arg("-d")
-            .arg(wit)
-            .args(["-w", APP_WORLD, "componentize", "-p"])
-            .arg(src)
-            .arg("-p")
-            .arg(&sdk)
-            .arg("nimbus_app")
-            .arg("-o")
-            .arg(out);
-        (
-            cmd,
-            format!("pip install componentize-py=={COMPONENTIZE_PY}"),
-        )
-    })
+    build_app(nimbus_build::Language::Python, "python", name)
 }
 
 /// Builds the JavaScript guest `guests/js/<name>` (its `index.js`) with
