@@ -179,7 +179,7 @@ class S3:
 
     def _fail(self, operation: str, e: Exception, bucket: str, key: Optional[str] = None, head: bool = False):
         if isinstance(e, nimbus.AccessDenied):
-            self._raise(operation, "AccessDenied", "Access Denied", 403, head)
+            self._raise(operation, "AccessDenied", f"Access Denied ({e})", 403, head)
         if isinstance(e, nimbus.NoSuchContainer):
             self._raise(operation, "NoSuchBucket", "The specified bucket does not exist", 404, head, BucketName=bucket)
         if isinstance(e, nimbus.NoSuchObject):
