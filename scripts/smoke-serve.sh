@@ -11,9 +11,13 @@ log=$(mktemp)
 target/debug/nimbus serve --config nimbus.toml --listen "127.0.0.1:$port" 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 200); do
+# The server listens once its functions are compiled: the 18 MB Python
+# seed handler takes a minute or two in a debug build the first time (then
+# it loads from the compile cache under data_dir).
+for _ in $(seq 1 3000); do
     curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
-    sleep 0.05
+    kill -0 $pid 2>/dev/null || { echo "smoke: nimbus serve exited" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.1
 done
 
 check() { # expected-status curl-args...
@@ -58,6 +62,14 @@ done
 dims=$(python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(); print("%dx%d" % struct.unpack(">II", d[16:24]))' "$thumb")
 rm -f "$thumb"
 [ "$dims" = 128x80 ] || { echo "smoke: thumbnail $code $dims" >&2; cat "$log" >&2; exit 1; }
+# The seed's own Python handler ran on the same upload: its line is in its logs.
+seen=
+for _ in $(seq 1 100); do
+    seed_logs=$(curl -sf -H 'Authorization: Bearer admin-secret' "$base/admin/v1/tenants/demo/functions/seed-handler/logs" || true)
+    grep -qF '开始处理文件: smoke.png 来自桶: uploads' <<<"$seed_logs" && { seen=1; break; }
+    sleep 0.1
+done
+[ -n "$seen" ] || { echo "smoke: seed-handler logs: $seed_logs" >&2; cat "$log" >&2; exit 1; }
 # A queued message: published by a guest, consumed by the worker.
 # `get` of a counter that does not exist yet is an error: count it as 0.
 count() {

@@ -23,6 +23,7 @@ mod messaging;
 mod nimbus_serve;
 mod outbound;
 mod python;
+mod python_sdk;
 mod queue_api;
 mod restart;
 mod services;
