@@ -128,12 +128,14 @@ impl Progress for Spinner {
     fn step(&mut self, step: &str) {
         self.end_step(true);
         self.step = Some((step.to_string(), Instant::now()));
-        self.bar.set_prefix(step.to_string());
         self.bar.set_message("");
+        self.bar.set_prefix(step.to_string());
     }
 
     fn output(&mut self, line: &str) {
-        self.bar.set_message(line.to_string());
+        // One line beside the step: cargo's right-aligned verbs and
+        // Python's indentation would only push the text off the edge.
+        self.bar.set_message(line.trim().to_string());
     }
 
     fn warn(&mut self, message: &str) {
