@@ -8,8 +8,10 @@
 //! - `guests/python/notes` stores notes in a blob container and counts
 //!   writes in a kv store over HTTP; an ungranted container is denied in
 //!   the guest and counted;
-//! - `guests/python/sqs-batch`: a `batchItemFailures` answer retries only
-//!   the message it names;
+//! - `guests/python/lambda-events`: a Lambda handler gets API Gateway v2,
+//!   S3, EventBridge and CloudEvent-shaped events and a Lambda context from
+//!   the real invocation, and a `batchItemFailures` answer retries only the
+//!   SQS message it names;
 //! - `guests/python/s3-client`: boto3's S3 calls and error shapes inside a
 //!   function, checked against what the storage API then holds;
 //! - `guests/python/limits`: a spin loop times out, unbounded growth hits
@@ -339,13 +341,187 @@ async fn notes_are_kept_in_blob_and_counted_in_kv_through_the_sdk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_handler_gets_aws_shaped_events_and_its_context() {
+    let component = bytes("lambda-events");
+    let gw = GatewayHost::over(data_host(|b| b), Limits::default(), |b| {
+        b.admin_key(ADMIN_KEY)
+    })
+    .await;
+    let (acme, admin) = (&gw.acme, &gw.admin);
+    let r = admin
+        .put(&format!(
+            "{FUNCTIONS}/lam?timeout_ms=20000&max_memory_bytes={}",
+            96 << 20
+        ))
+        .timeout(Duration::from_secs(300))
+        .body(component)
+        .await
+        .expect(201);
+    assert_eq!(r.json()["kind"], "http+event", "{}", r.text());
+
+    // HTTP: an API Gateway v2 event; a result without statusCode is a 200
+    // with the result as JSON, as function URLs answer.
+    let r = acme
+        .post("/acme/lam/echo/path?a=1&b=x+y&a=2")
+        .header("content-type", "application/json")
+        .header("x-custom", "yes")
+        .header("cookie", "c1=v1; c2=v2")
+        .body(r#"{"hello":"world"}"#)
+        .await
+        .expect(200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let id = r.invocation_id().to_string();
+    let echo = r.json();
+    let event = &echo["event"];
+    assert_eq!(event["version"], "2.0", "{echo:#}");
+    assert_eq!(event["routeKey"], "$default");
+    assert_eq!(event["rawPath"], "/acme/lam/echo/path");
+    assert_eq!(event["rawQueryString"], "a=1&b=x+y&a=2");
+    assert_eq!(
+        event["queryStringParameters"],
+        json!({"a": "1,2", "b": "x y"})
+    );
+    assert_eq!(event["headers"]["x-custom"], "yes");
+    assert_eq!(event["headers"]["content-type"], "application/json");
+    assert!(event["headers"].get("cookie").is_none(), "{event}");
+    assert!(event["headers"].get("authorization").is_none(), "{event}");
+    assert_eq!(event["cookies"], json!(["c1=v1", "c2=v2"]));
+    assert_eq!(event["body"], r#"{"hello":"world"}"#);
+    assert_eq!(event["isBase64Encoded"], false);
+    let rc = &event["requestContext"];
+    assert_eq!(rc["http"]["method"], "POST", "{rc}");
+    assert_eq!(rc["http"]["path"], "/acme/lam/echo/path");
+    assert_eq!(rc["accountId"], "acme");
+    assert_eq!(rc["requestId"], id.as_str());
+    assert!(rc["timeEpoch"].as_u64() > Some(1_700_000_000_000), "{rc}");
+    let context = &echo["context"];
+    assert_eq!(
+        context,
+        &json!({
+            "aws_request_id": id,
+            "function_name": "lam",
+            "function_version": "$LATEST",
+            "memory_limit_in_mb": "96",
+            "invoked_function_arn": "arn:nimbus:lambda:nimbus:acme:function:lam",
+            "log_group_name": "/nimbus/acme/lam",
+            "remaining_ms": context["remaining_ms"],
+        })
+    );
+    let remaining = context["remaining_ms"].as_u64().expect("a number");
+    assert!(
+        remaining > 0 && remaining <= 20_000,
+        "get_remaining_time_in_millis() = {remaining} of a 20 s timeout"
+    );
+    assert_eq!(echo["env"]["AWS_LAMBDA_FUNCTION_NAME"], "lam");
+    assert_eq!(echo["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "96");
+    assert_eq!(echo["env"]["_HANDLER"], "app.lambda_handler");
+
+    // A body that is not text arrives base64-encoded.
+    let r = acme
+        .post("/acme/lam/bin")
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8, 255, 1])
+        .await
+        .expect(200);
+    let event = &r.json()["event"];
+    assert_eq!(event["isBase64Encoded"], true, "{event}");
+    assert_eq!(event["body"], "AP8B");
+
+    // A full response: status, headers, cookies and body as returned.
+    let r = acme.get("/acme/lam/status/201").await.expect(201);
+    assert_eq!(r.text(), "made");
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.header("x-handled-by"), Some("lam"));
+    assert_eq!(r.header("set-cookie"), Some("seen=1; Path=/"));
+
+    // An exception: 502, a guest error, the traceback in the logs.
+    let r = acme.get("/acme/lam/boom").await.expect(502);
+    let boom = r.invocation_id().to_string();
+    let logs = gw
+        .host()
+        .invocation_logs("acme", "lam", Some(boom.parse().expect("uuid")));
+    let stderr = String::from_utf8_lossy(&logs[0].logs.stderr).into_owned();
+    assert!(
+        stderr.starts_with("Traceback (most recent call last):\n")
+            && stderr.ends_with("ValueError: no such thing as /acme/lam/boom\n"),
+        "{stderr}"
+    );
+    assert_eq!(by_id(&gw.records(), &boom).outcome, Outcome::GuestError);
+
+    // Trigger events: S3, EventBridge, and anything else as a CloudEvent.
+    let invoke = |event: Event| async {
+        let done = gw
+            .host()
+            .invoke("acme", "lam", event)
+            .await
+            .unwrap_or_else(|e| panic!("invoke: {e}"));
+        assert_eq!(
+            done.response.content_type.as_deref(),
+            Some("application/json")
+        );
+        serde_json::from_slice::<Value>(&done.response.data).expect("JSON")
+    };
+    let s3 = invoke(object_created(
+        "2026/my photo (1).jpg",
+        12,
+        "01a2b3c4d5e6f708",
+    ))
+    .await;
+    let record = &s3["event"]["Records"][0];
+    assert_eq!(record["eventSource"], "aws:s3", "{s3:#}");
+    assert_eq!(record["eventVersion"], "2.1");
+    assert_eq!(record["eventName"], "ObjectCreated:Put");
+    assert_eq!(record["eventTime"], "2026-01-02T03:04:05.678Z");
+    assert_eq!(record["awsRegion"], "nimbus");
+    assert_eq!(record["s3"]["bucket"]["name"], "uploads");
+    assert_eq!(record["s3"]["bucket"]["arn"], "arn:nimbus:s3:::uploads");
+    let object = &record["s3"]["object"];
+    assert_eq!(
+        object["key"], "2026/my+photo+%281%29.jpg",
+        "as S3 encodes it"
+    );
+    assert_eq!(object["size"], 12);
+    assert_eq!(object["eTag"], "01a2b3c4d5e6f708");
+    assert_eq!(object["sequencer"], "01A2B3C4D5E6F708");
+
+    let mut tick = Event::new(
+        "nimbus.schedule.tick",
+        "/schedules/acme/lam",
+        br#"{"scheduled_time":"2026-03-04T05:06:00.000Z","cron":"0 * * * * *","timezone":"UTC"}"#
+            .to_vec(),
+    )
+    .content_type("application/json");
+    tick.time = Some("2026-03-04T05:06:00.000Z".into());
+    let tick_id = tick.id.clone();
+    let scheduled = invoke(tick).await;
+    assert_eq!(
+        scheduled["event"],
+        json!({
+            "version": "0", "id": tick_id, "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "acme", "time": "2026-03-04T05:06:00Z",
+            "region": "nimbus", "resources": ["arn:nimbus:events:nimbus:acme:rule/lam"],
+            "detail": {},
+        })
+    );
+    let other = invoke(
+        Event::new("test.event", "/tests", b"plain text".to_vec()).attribute("color", "blue"),
+    )
+    .await;
+    assert_eq!(other["event"]["type"], "test.event", "{other}");
+    assert_eq!(other["event"]["source"], "/tests");
+    assert_eq!(other["event"]["data"], "plain text");
+    assert_eq!(other["event"]["color"], "blue");
+    assert_eq!(other["event"]["specversion"], "1.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sqs_batch_item_failure_retries_only_that_message() {
     let th = test_host(|b| b);
     let host = &th.host;
     host.add_tenant("q", Limits::default()).expect("tenant");
-    host.deploy("q", "sqs", &bytes("sqs-batch"))
+    host.deploy("q", "sqs", &bytes("lambda-events"))
         .await
-        .unwrap_or_else(|e| panic!("deploy sqs-batch: {e}"));
+        .unwrap_or_else(|e| panic!("deploy lambda-events: {e}"));
     let triggers = Triggers::new(
         host.clone(),
         TriggerOptions {
@@ -373,8 +549,10 @@ async fn an_sqs_batch_item_failure_retries_only_that_message() {
     let ids: Vec<String> = ["first", "fail-once please", "third"]
         .iter()
         .map(|body| {
+            let mut msg = OutgoingMessage::new(*body);
+            msg.metadata = vec![("origin".into(), "test".into())];
             queues
-                .send("q", "jobs", OutgoingMessage::new(*body), now_ms())
+                .send("q", "jobs", msg, now_ms())
                 .expect("send")
                 .to_string()
         })
@@ -410,6 +588,13 @@ async fn an_sqs_batch_item_failure_retries_only_that_message() {
         lines
             .iter()
             .any(|l| l.contains("body 'fail-once please' receive 2")),
+        "{lines:#?}"
+    );
+    // The record carries the body's MD5 (of "first") and the metadata as
+    // message attributes.
+    assert!(
+        lines.iter().any(|l| l.contains(&ids[0])
+            && l.contains("md5 8b04d5e3775d298e78455efc5ca404d5 attributes ['origin']")),
         "{lines:#?}"
     );
     assert_eq!(queues.dead_letters("q", "jobs", 10).unwrap().len(), 0);
