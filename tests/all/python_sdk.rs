@@ -252,7 +252,7 @@ async fn notes_are_kept_in_blob_and_counted_in_kv_through_the_sdk() {
         .put(&format!("{FUNCTIONS}/notes"))
         .header(
             GRANTS_HEADER,
-            r#"{"blob_containers": ["notes"], "kv_stores": ["notes"]}"#,
+            r#"{"blob_containers": ["notes"], "kv_stores": ["notes"], "topics": ["note-events"], "config": {"title": "My notes", "topic": "note-events"}}"#,
         )
         .timeout(Duration::from_secs(300))
         .body(component)
@@ -293,7 +293,10 @@ async fn notes_are_kept_in_blob_and_counted_in_kv_through_the_sdk() {
         .await
         .expect(201);
     let listed = acme.get("/acme/notes/notes").await.expect(200);
-    assert_eq!(listed.json(), json!(["later", "todo"]));
+    assert_eq!(
+        listed.json(),
+        json!({"title": "My notes", "notes": ["later", "todo"]})
+    );
     let missing = acme.get("/acme/notes/notes/nothing").await.expect(404);
     assert_eq!(missing.json()["error"], "no note 'nothing'");
     // What the function wrote is in the tenant's container.
@@ -314,9 +317,50 @@ async fn notes_are_kept_in_blob_and_counted_in_kv_through_the_sdk() {
     assert!(!denied.text().contains("top secret"));
     acme.get("/acme/notes/notes/stolen").await.expect(404);
 
+    // Every write was announced on the configured topic, as JSON.
+    let announced = gw
+        .host()
+        .queue_store()
+        .receive("acme", "note-events", 10, now_ms())
+        .expect("the topic's queue");
+    let bodies: Vec<Value> = announced
+        .iter()
+        .map(|d| serde_json::from_slice(&d.body).expect("JSON"))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!({"name": "todo", "bytes": 8, "writes": 1}),
+            json!({"name": "todo", "bytes": 18, "writes": 2}),
+            json!({"name": "later", "bytes": 8, "writes": 1}),
+        ]
+    );
+    assert!(
+        announced
+            .iter()
+            .all(|d| d.content_type.as_deref() == Some("application/json")),
+        "{announced:?}"
+    );
+    assert_eq!(
+        announced[0].metadata,
+        [("note".to_string(), "todo".to_string())]
+    );
+    // nimbus.log entries are kept with their level and context.
+    let logs = gw.host().invocation_logs(
+        "acme",
+        "notes",
+        Some(first.invocation_id().parse().expect("uuid")),
+    );
+    let entry = &logs[0].logs.entries[0];
+    assert_eq!(
+        (entry.level, entry.context.as_str(), entry.message.as_str()),
+        ("info", "notes", "stored todo (8 bytes, write 1)")
+    );
+
     let records = gw.records();
     let put = by_id(&records, first.invocation_id());
     assert_eq!(put.outcome, Outcome::Success);
+    assert_eq!(put.messages_published, 1, "{put:?}");
     assert_eq!(put.blob_bytes_written, 8, "{put:?}");
     assert!(put.kv_writes >= 1, "{put:?}");
     assert_eq!(put.request_bytes, 8, "{put:?}");

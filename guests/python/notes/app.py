@@ -5,9 +5,12 @@ store through the Nimbus SDK (grant: blob_containers ["notes"], kv_stores
     PUT    /<tenant>/<function>/notes/<name>   stores the body  → {"name", "bytes", "writes"}
     GET    /<tenant>/<function>/notes/<name>   the note, its write count in `x-note-writes`
     DELETE /<tenant>/<function>/notes/<name>   removes it and its count
-    GET    /<tenant>/<function>/notes          the names, as JSON
+    GET    /<tenant>/<function>/notes          {"title", "notes": [names]}
     POST   /<tenant>/<function>/notes/<name>?from=<container>/<key>
                                                copies an object of another container into the note
+
+Configuration (optional): `title` names the list; `topic` is a queue each
+write is announced on ({"name", "bytes", "writes"}, needs the topic grant).
 """
 
 import json
@@ -43,12 +46,16 @@ def handle_http(request: nimbus.Request):
     if not name:
         if request.method != "GET":
             return _json(405, {"error": "only GET lists the notes"})
-        return _json(200, sorted(notes.list()))
+        return _json(200, {"title": nimbus.config.get("title", "notes"), "notes": sorted(notes.list())})
     if request.method == "PUT":
         notes.put(name, request.body)
         writes = counts.increment(f"writes/{name}")
         nimbus.log.info(f"stored {name} ({len(request.body)} bytes, write {writes})", context="notes")
-        return _json(201 if writes == 1 else 200, {"name": name, "bytes": len(request.body), "writes": writes})
+        written = {"name": name, "bytes": len(request.body), "writes": writes}
+        topic = nimbus.config.get("topic")
+        if topic:
+            nimbus.messaging.publish(topic, written, metadata={"note": name})
+        return _json(201 if writes == 1 else 200, written)
     if request.method == "POST":
         source = parse_qs(request.query_string).get("from", [""])[0]
         container, _, key = source.partition("/")
