@@ -21,6 +21,7 @@ import {
   lambdaEvent,
 } from "./lambda.js";
 import { failResponse, prepareResponse, readRequest, sendResponse } from "./http.js";
+import { fetch } from "./fetch.js";
 import { EventResponse } from "./nimbus.js";
 import { toBytes } from "./streams.js";
 
@@ -30,6 +31,10 @@ const decoder = new TextDecoder();
 // the SDK sets Lambda's own variables per invocation. `versions` stays
 // empty so that libraries probing for Node.js do not find it.
 globalThis.process ??= { env: {}, versions: {} };
+
+// StarlingMonkey's own `fetch` is built out (`-d http`) and would abort the
+// instance: this one goes through the host's outbound HTTP.
+globalThis.fetch = fetch;
 
 function fn(user, name) {
   const f = user[name];
@@ -232,6 +237,20 @@ function withType(headers, type) {
     : [...headers, ["content-type", type]];
 }
 
+// `{status, headers, body}` is a response only with nothing else in it, so
+// that data which happens to have a numeric `status` is sent as JSON.
+const RESPONSE_KEYS = new Set(["status", "statusText", "headers", "body"]);
+
+function isResponseSpec(r) {
+  return (
+    r !== null &&
+    typeof r === "object" &&
+    r.constructor === Object &&
+    typeof r.status === "number" &&
+    Object.keys(r).every((k) => RESPONSE_KEYS.has(k))
+  );
+}
+
 /// A native HTTP handler's result as `{ status, headers, body }`.
 async function nativeResponse(r) {
   if (typeof Response === "function" && r instanceof Response) {
@@ -241,7 +260,7 @@ async function nativeResponse(r) {
       body: new Uint8Array(await r.arrayBuffer()),
     };
   }
-  if (r !== null && typeof r === "object" && typeof r.status === "number") {
+  if (isResponseSpec(r)) {
     const headers = headerList(r.headers);
     const body = r.body;
     if (body === undefined || body === null) return { status: r.status, headers, body: "" };

@@ -12,7 +12,8 @@
 //! And `guests/js/services`, a native-style module (`handleHttp`, `handle`)
 //! deployed through the admin API, using every service through the SDK's
 //! layer and its S3 subset: what is granted works, what is not fails inside
-//! the guest naming the store, container or topic, counted as denied.
+//! the guest naming the store, container or topic, counted as denied; and
+//! the SDK's `fetch` reaching only granted hosts.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,9 @@ use nimbus_core::{Error, Event, GuestError, Limits, Outcome, Trigger, UsageRecor
 use nimbus_http::GRANTS_HEADER;
 use serde_json::Value;
 
-use crate::support::{ADMIN_KEY, Client, FUNCTIONS, GatewayHost, NimbusServe, ServeDir, data_host};
+use crate::support::{
+    ADMIN_KEY, Client, FUNCTIONS, GatewayHost, NimbusServe, ServeDir, Served, data_host, serve,
+};
 
 const KEY: &str = "demo-key";
 const ADMIN: &str = "admin-key";
@@ -385,21 +388,45 @@ fn services() -> Vec<u8> {
     std::fs::read(wasm).expect("component")
 }
 
+/// A local HTTP server for the function's `fetch`: `/echo` answers with
+/// the method, the `x-from` header and the body; `/moved` redirects there.
+async fn upstream() -> Served {
+    let router = axum::Router::new()
+        .route(
+            "/echo",
+            axum::routing::any(
+                |method: http::Method, headers: http::HeaderMap, body: String| async move {
+                    let from = headers.get("x-from").and_then(|v| v.to_str().ok());
+                    format!("{method} {} {body}", from.unwrap_or("-"))
+                },
+            ),
+        )
+        .route(
+            "/moved",
+            axum::routing::any(|| async { axum::response::Redirect::to("/echo") }),
+        );
+    serve(router).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_js_function_uses_every_service_through_the_sdk() {
     let bytes = services();
+    let (granted, other) = (upstream().await, upstream().await);
     let gw = GatewayHost::over(data_host(|b| b), Limits::default(), |b| {
         b.admin_key(ADMIN_KEY)
     })
     .await;
     let (acme, admin) = (&gw.acme, &gw.admin);
+    let grants = format!(
+        r#"{{"kv_stores": ["notes"], "blob_containers": ["files"], "topics": ["out"], "config": {{"greeting": "hello from config"}}, "outbound_hosts": ["127.0.0.1:{}"]}}"#,
+        granted.addr.port()
+    );
     let r = admin
         .put(&format!("{FUNCTIONS}/svc"))
-        .header(
-            GRANTS_HEADER,
-            r#"{"kv_stores": ["notes"], "blob_containers": ["files"], "topics": ["out"], "config": {"greeting": "hello from config"}}"#,
-        )
-        .timeout(Duration::from_secs(300))
+        .header(GRANTS_HEADER, &grants)
+        // Compiling a 14 MB component in a debug build takes minutes when
+        // other tests compile theirs beside it.
+        .timeout(Duration::from_secs(600))
         .body(bytes)
         .await
         .expect(201);
@@ -509,6 +536,46 @@ async fn a_native_js_function_uses_every_service_through_the_sdk() {
         .expect("the denied calls' record");
     assert_eq!(rec.denied_calls, 3, "kv, blob, messaging: {rec:?}");
     assert_eq!(rec.outcome, Outcome::Success);
+
+    // fetch: to a granted host (a POST, and a redirect followed as a GET
+    // without the body), and to a host that is not granted.
+    let echo = format!("http://127.0.0.1:{}/echo", granted.addr.port());
+    let r = acme
+        .get(&format!("/acme/svc/fetch?url={echo}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["text"], "POST js ping", "{r}");
+    assert_eq!(r["redirected"], false);
+    assert_eq!(r["type"], "text/plain; charset=utf-8");
+    let moved = format!("http://127.0.0.1:{}/moved", granted.addr.port());
+    let r = acme
+        .get(&format!("/acme/svc/fetch?url={moved}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(r["text"], "GET js ", "303: {r}");
+    assert_eq!(r["redirected"], true);
+    let elsewhere = format!("http://127.0.0.1:{}/echo", other.addr.port());
+    let r = acme
+        .get(&format!("/acme/svc/fetch?url={elsewhere}"))
+        .await
+        .expect(200);
+    let fetch_id = r.invocation_id().to_string();
+    let e = &r.json()["error"];
+    assert_eq!(e["name"], "TypeError", "{e}");
+    assert_eq!(
+        e["message"],
+        format!("fetch {elsewhere} failed: HTTP-request-denied"),
+        "{e}"
+    );
+    let records = gw.records();
+    let rec = records
+        .iter()
+        .find(|r| r.invocation_id.to_string() == fetch_id)
+        .expect("the denied fetch's record");
+    assert_eq!(rec.denied_calls, 1, "{rec:?}");
 
     // Config and structured logs.
     let c = acme.get("/acme/svc/config").await.expect(200).json();

@@ -1,6 +1,7 @@
 // A native-style JavaScript function using every service through the
 // Nimbus SDK's own layer (`"nimbus"`) and the SDK's `@aws-sdk/client-s3`:
-// `handleHttp(request)` for HTTP, `handle(event)` for events.
+// `handleHttp(request)` for HTTP, `handle(event)` for events; `fetch` for
+// outbound HTTP.
 
 import {
   CopyObjectCommand,
@@ -96,6 +97,19 @@ export async function handleHttp(request) {
         missing: await attempt(() => blob.container("files").get("nope.txt")),
         messaging: await attempt(() => messaging.publish("forbidden", "x")),
       };
+    case "fetch": {
+      // Outbound HTTP through the SDK's fetch (only granted hosts answer).
+      try {
+        const r = await fetch(request.query.get("url"), {
+          method: "POST",
+          headers: { "x-from": "js" },
+          body: "ping",
+        });
+        return { status: r.status, redirected: r.redirected, text: await r.text(), type: r.headers.get("content-type") };
+      } catch (e) {
+        return { error: failure(e) };
+      }
+    }
     case "config":
       return { greeting: config.get("greeting"), missing: config.get("nope") ?? null };
     case "log":
