@@ -131,7 +131,10 @@ impl NimbusServe {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        // It compiles every configured function before it listens: a cold
+        // debug compile of a 14–18 MB Python or JS component on a busy
+        // machine takes minutes (then the compile cache makes it instant).
+        match rx.recv_timeout(Duration::from_secs(400)) {
             Ok(addr) => server.addr = addr.parse().expect("listening address"),
             Err(_) => panic!("nimbus serve did not start:\n{}", server.log()),
         }
