@@ -14,6 +14,7 @@ import datetime
 import importlib
 import importlib.util
 import json
+import linecache
 import os
 import random
 import sys
@@ -31,10 +32,19 @@ from nimbus import _http, aws
 # The component holds only the modules imported while it was built: one
 # first imported at run time is not found. Load what the standard library
 # imports lazily on common paths (socket and http host names, text codecs,
-# strptime), and the SDK's boto3, so handlers may use them anywhere.
+# strptime, what tracebacks are formatted with), and the SDK's boto3, so
+# handlers may use them anywhere.
 for _codec in ("idna", "punycode", "utf-16", "utf-32", "latin-1", "cp1252", "ascii"):
     codecs.lookup(_codec)
 import _strptime  # noqa: E402,F401  (datetime.strptime)
+import ast  # noqa: E402,F401  (traceback's carets)
+import difflib  # noqa: E402,F401  (traceback's "Did you mean")
+import tokenize  # noqa: E402,F401  (linecache)
+
+try:
+    import _suggestions  # noqa: F401  (traceback's "Did you mean", in C)
+except ImportError:
+    pass
 import boto3  # noqa: E402,F401
 import botocore.exceptions  # noqa: E402,F401
 
@@ -67,6 +77,54 @@ if not (_LAMBDA or _HANDLE or _HANDLE_HTTP):
         "(AWS Lambda style), or handle(event) for events and/or handle_http(request) for "
         "HTTP requests (Nimbus style)"
     )
+
+
+def _freeze_linecache() -> None:
+    """Tracebacks without files. At run time the function has no files
+    (every path is refused, and counted as a denied call), so the sources
+    tracebacks quote are the function's and the SDK's modules, read now,
+    and linecache never looks on disk again."""
+    roots = tuple(
+        os.path.dirname(os.path.abspath(f)) + os.sep for f in (_USER.__file__, __file__) if f
+    )
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py") or not path.startswith(roots):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines(True)
+        except (OSError, UnicodeDecodeError):
+            continue
+        # mtime None: linecache.checkcache leaves the entry alone.
+        linecache.cache[path] = (sum(map(len, lines)), None, lines, path)
+
+    def no_files(filename, module_globals=None):
+        return []
+
+    linecache.updatecache = no_files
+    linecache.lazycache = lambda filename, module_globals=None: False
+    linecache.checkcache = lambda filename=None: None
+    # The `~~~^^^` anchors under a traceback's line come from `ast.parse`
+    # of a piece of it; a piece that does not parse raises a SyntaxError
+    # that reads its "file" `<unknown>`, a file open. Plain `^^^` carets
+    # need no parse.
+    if hasattr(traceback, "_extract_caret_anchors_from_line_segment"):
+        traceback._extract_caret_anchors_from_line_segment = lambda segment: None
+
+
+def _warm_tracebacks() -> None:
+    """Formats tracebacks once now, so whatever the formatting imports on
+    first use (carets, suggestions) is in the snapshot."""
+    for trouble in (lambda: {}["key"], lambda: _no_such_name, lambda: (1).no_such_attribute):  # noqa: F821
+        try:
+            trouble()
+        except Exception as e:
+            traceback.format_exception(e)
+
+
+_warm_tracebacks()
+_freeze_linecache()
 
 
 def _begin() -> None:
