@@ -157,6 +157,15 @@ fn nimbus_serve_refuses_a_bad_config_naming_the_file_and_key() {
             "[tenants.acme]\n[[routes]]\npath = \"/x\"\ntenant = \"acme\"\nfunction = \"nope\"\n",
             &["routes[0].function", "`acme/nope` is not declared"],
         ),
+        (
+            "[pool]\nmax_instances = 0\n",
+            &["pool.max_instances: must be above 0"],
+        ),
+        (
+            "[pool]\nmax_instance = 4\n",
+            &["unknown field `max_instance`"],
+        ),
+        ("[pool]\npagemap_scan = \"yes\"\n", &["pagemap_scan"]),
     ];
     for (config, wanted) in cases {
         let dir = serve_dir(config);
@@ -179,4 +188,60 @@ fn nimbus_serve_refuses_a_bad_config_naming_the_file_and_key() {
             assert!(stderr.contains(w), "{config}: {w:?} missing:\n{stderr}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_section_sizes_the_instance_pool() {
+    let dir = serve_dir(
+        r#"
+ledger = "usage.jsonl"
+
+[pool]
+max_instances = 1
+memory_keep_resident = 0
+pagemap_scan = false
+
+[tenants.acme]
+api_keys = ["acme-key"]
+timeout_ms = 5000
+
+[[functions]]
+tenant = "acme"
+name = "hello"
+component = "hello.wasm"
+public = true
+"#,
+    );
+    let server = dir.start();
+    let anyone = server.client();
+    anyone.get("/acme/hello/").await.expect(200);
+
+    // One instance alive at a time, host-wide: while one request sleeps, the
+    // next is throttled (the tenant's own limit, 64, is far away).
+    let slow_client = anyone.clone();
+    let slow = tokio::spawn(async move { slow_client.get("/acme/hello/sleep/1000").await });
+    let in_flight = acme_series("nimbus_invocations_in_flight", "hello");
+    let mut running = false;
+    for _ in 0..200 {
+        let r = anyone.get("/metrics").await.expect(200);
+        if metric_in(&r.text(), &in_flight) == Some(1.0) {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(running, "the slow request never started:\n{}", server.log());
+    let refused = anyone.get("/acme/hello/").await.expect(429);
+    assert!(
+        server.log().contains("capacity of 1 concurrent instances"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(slow.await.expect("task").expect(200).text(), "slept");
+    anyone.get("/acme/hello/").await.expect(200);
+    drop(server);
+
+    let records = dir.records();
+    let rec = record(&records, refused.invocation_id());
+    assert_eq!(rec.outcome, Outcome::Throttled, "{rec:?}");
 }

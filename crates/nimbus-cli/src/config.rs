@@ -11,6 +11,13 @@
 //! max_body_bytes = 6291456           # request body limit (413 above)
 //! drain_timeout_ms = 10000           # graceful shutdown bound
 //!
+//! [pool]                             # the instance pool; every key optional
+//! max_instances = 256                # instances alive at once, host-wide
+//! max_memory_bytes = 4294967296      # largest linear memory of any instance
+//! memory_keep_resident = 4194304     # bytes of each memory slot reset in place
+//! table_keep_resident = 65536        # the same for tables
+//! pagemap_scan = true                # reset only dirtied pages (Linux 6.7+)
+//!
 //! [tenants.acme]
 //! api_keys = ["acme-secret"]
 //! fuel = 10000000000                 # every limit optional: core defaults
@@ -98,6 +105,8 @@ pub struct Config {
     #[serde(default = "default_drain")]
     pub drain_timeout_ms: u64,
     #[serde(default)]
+    pub pool: PoolSettings,
+    #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
     #[serde(default)]
     pub functions: Vec<FunctionConfig>,
@@ -112,6 +121,32 @@ pub struct Config {
     /// Directory of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// `[pool]`: the pooling allocator's sizes ([`nimbus_core::PoolConfig`]);
+/// what is left out keeps the core's default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSettings {
+    pub max_instances: Option<u32>,
+    pub max_memory_bytes: Option<u64>,
+    pub memory_keep_resident: Option<usize>,
+    pub table_keep_resident: Option<usize>,
+    pub pagemap_scan: Option<bool>,
+}
+
+impl PoolSettings {
+    pub fn config(&self) -> nimbus_core::PoolConfig {
+        let d = nimbus_core::PoolConfig::default();
+        nimbus_core::PoolConfig {
+            max_instances: self.max_instances.unwrap_or(d.max_instances),
+            max_memory_bytes: self.max_memory_bytes.unwrap_or(d.max_memory_bytes),
+            memory_keep_resident: self.memory_keep_resident.unwrap_or(d.memory_keep_resident),
+            table_keep_resident: self.table_keep_resident.unwrap_or(d.table_keep_resident),
+            pagemap_scan: self.pagemap_scan.unwrap_or(d.pagemap_scan),
+            ..d
+        }
+    }
 }
 
 /// `compile_cache = "DIR"`, or `true` (the default, `<data_dir>/compiled`)
@@ -345,6 +380,9 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.pool.max_instances == Some(0) {
+            return Err("pool.max_instances: must be above 0".into());
+        }
         if let Some(CompileCacheConfig::Dir(dir)) = &self.compile_cache
             && dir.as_os_str().is_empty()
         {

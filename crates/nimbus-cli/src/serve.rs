@@ -14,7 +14,10 @@ use crate::config::Config;
 pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     let ledger = config.resolve(&config.ledger);
     let data_dir = config.resolve(&config.data_dir);
-    let mut builder = Host::builder().ledger_path(&ledger).data_dir(&data_dir);
+    let mut builder = Host::builder()
+        .ledger_path(&ledger)
+        .data_dir(&data_dir)
+        .pool(config.pool.config());
     if let Some(dir) = config.compile_cache_dir() {
         builder = builder.compile_cache(dir);
     }

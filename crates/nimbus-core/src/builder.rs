@@ -8,7 +8,7 @@ use nimbus_blob::{BlobBackend, FsBlobs};
 use nimbus_kv::{KvBackend, RedbKv};
 use nimbus_queue::{QueueBackend, QueueStore};
 use tokio::sync::Semaphore;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::compile_cache::CompileCache;
 use crate::error::Error;
@@ -45,6 +45,13 @@ pub struct PoolConfig {
     pub memory_keep_resident: usize,
     /// The same for tables (default 64 KiB).
     pub table_keep_resident: usize,
+    /// Find the pages an instance dirtied with Linux's `PAGEMAP_SCAN`
+    /// (kernel 6.7+; ignored elsewhere) and reset only those, up to
+    /// `memory_keep_resident` bytes, wherever they are in the memory
+    /// (default on). Without it the keep-resident bytes are the lowest
+    /// addresses, all reset, and every other dirtied page is `madvise`d away
+    /// and faults in again on the next invocation.
+    pub pagemap_scan: bool,
 }
 
 impl Default for PoolConfig {
@@ -57,6 +64,7 @@ impl Default for PoolConfig {
             max_tables_per_component: 8,
             memory_keep_resident: 4 << 20,
             table_keep_resident: 64 << 10,
+            pagemap_scan: true,
         }
     }
 }
@@ -264,7 +272,12 @@ impl HostBuilder {
             .total_stacks(p.max_instances)
             .max_memory_size(max_memory)
             .linear_memory_keep_resident(p.memory_keep_resident)
-            .table_keep_resident(p.table_keep_resident);
+            .table_keep_resident(p.table_keep_resident)
+            .pagemap_scan(if p.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
 
         let mut config = Config::new();
         config
