@@ -8,7 +8,9 @@ use std::time::Duration;
 use nimbus_core::Limits;
 use nimbus_core::prometheus;
 
-use crate::support::{deploy, event, from_ledger, from_metrics, tenant_with, test_host};
+use nimbus_core::Outcome;
+
+use crate::support::{deploy, event, from_ledger, from_metrics, ledger, tenant_with, test_host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_and_counters_agree_exactly_under_concurrency() {
@@ -69,6 +71,7 @@ async fn ledger_and_counters_agree_exactly_under_concurrency() {
     assert_eq!(acmebill.by_outcome.values().sum::<f64>(), 80.0);
     assert!(acmebill.by_outcome.contains_key("guest_error"));
     assert_ne!(acme.fuel, acmebill.fuel);
+    assert!(acme.cpu_seconds > 0.0, "{acme:?}");
 
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&registry.gather())
@@ -169,4 +172,50 @@ async fn exposition_passes_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `cpu_us` is time on a CPU, not time waiting: a guest blocked in a host
+/// sleep until its timeout uses little of it; no record has more CPU than
+/// wall time (one thread runs an invocation at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_time_counts_work_not_waiting() {
+    let registry = prometheus::Registry::new();
+    let t = test_host(|b| b.registry(registry.clone()));
+    let host = &t.host;
+    let limits = Limits::default().timeout(Duration::from_millis(400));
+    tenant_with(host, "acme", limits, &["sleep", "compute"]).await;
+
+    let _ = host.invoke("acme", "sleep", event(b"")).await;
+    host.invoke("acme", "compute", event(b"3000000"))
+        .await
+        .expect("compute");
+
+    let records = ledger(&t.ledger);
+    let by = |f: &str| {
+        records
+            .iter()
+            .find(|r| r.function == f)
+            .unwrap_or_else(|| panic!("no record for {f}: {records:?}"))
+    };
+    let (sleep, compute) = (by("sleep"), by("compute"));
+    assert_eq!(sleep.outcome, Outcome::Timeout, "{sleep:?}");
+    assert!(sleep.wall_duration_us >= 400_000, "{sleep:?}");
+    assert!(
+        sleep.cpu_us * 4 < sleep.wall_duration_us,
+        "a sleeping guest billed for CPU: {sleep:?}"
+    );
+    assert_eq!(compute.outcome, Outcome::Success, "{compute:?}");
+    assert!(
+        compute.cpu_us > 0 && compute.fuel_consumed > 0,
+        "{compute:?}"
+    );
+    for r in &records {
+        assert!(
+            r.cpu_us <= r.wall_duration_us,
+            "more CPU than wall time: {r:?}"
+        );
+    }
+    // The two billing views agree on the new dimension too.
+    let metrics = from_metrics(&registry);
+    assert_eq!(metrics, from_ledger(&t.ledger));
 }

@@ -173,6 +173,7 @@ impl FunctionHandle {
             started_at,
         );
         usage.request_bytes = request_bytes;
+        usage.cpu_us = u64::try_from(ran.cpu.as_micros()).unwrap_or(u64::MAX);
         usage.trigger = cause.trigger;
         usage.exit_code = exit_code;
         let mut logs = Logs::default();
@@ -252,6 +253,9 @@ impl FunctionHandle {
 /// What is left when the guest has stopped and its store is gone.
 struct Ran {
     ended: Ended,
+    /// CPU time on the threads that ran it (`on_cpu_clock`), freeing the
+    /// instance included.
+    cpu: Duration,
     fuel_consumed: u64,
     peak_memory: u64,
     memory_refused: bool,
@@ -287,6 +291,7 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
         Err(e) => {
             return Ran {
                 ended: Ended::Failed(e),
+                cpu: Duration::ZERO,
                 fuel_consumed: 0,
                 peak_memory: 0,
                 memory_refused: false,
@@ -307,25 +312,56 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
     let fuel_setup = store
         .set_fuel(limits.fuel)
         .and_then(|()| store.fuel_async_yield_interval(Some(rt.fuel_yield_interval)));
+    let mut cpu = Duration::ZERO;
     let ended = match fuel_setup {
         Err(e) => Ended::Failed(e),
         Ok(()) => {
             let call = call_guest(&f.kind, &mut store, input, rt.max_http_response_bytes);
-            match tokio::time::timeout_at(deadline, call).await {
+            match tokio::time::timeout_at(deadline, on_cpu_clock(call, &mut cpu)).await {
                 Ok(ended) => ended,
                 Err(_) => Ended::TimedOut,
             }
         }
     };
     let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    // Freeing the instance resets its pool slot (memset, madvise): a guest
+    // that dirtied a lot of memory pays for cleaning it.
+    let freed = thread_cpu();
     let state = store.into_data();
+    cpu += thread_cpu().saturating_sub(freed);
     Ran {
         ended,
+        cpu,
         fuel_consumed,
         peak_memory: state.limiter.peak as u64,
         memory_refused: state.limiter.refused,
         caps: Some(state.caps),
     }
+}
+
+/// This thread's CPU clock. Per thread, not per process: the other
+/// worker threads run other tenants' invocations.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Runs `fut`, adding to `cpu` the CPU time of every poll on whichever
+/// thread polls it. Fuel counts only wasm instructions; this also counts
+/// instantiation, page faults (memory growth and first touches) and host
+/// calls, which is what a tenant takes from the others.
+async fn on_cpu_clock<F: Future>(fut: F, cpu: &mut Duration) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let start = thread_cpu();
+        let polled = fut.as_mut().poll(cx);
+        *cpu += thread_cpu().saturating_sub(start);
+        polled
+    })
+    .await
 }
 
 /// Takes a function slot (if it has its own), a tenant slot and a host

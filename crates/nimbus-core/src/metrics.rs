@@ -163,6 +163,11 @@ const BILLED: Family = Family {
     help: "Billed duration: wall time per invocation rounded up to 1 ms.",
     kind: MetricType::COUNTER,
 };
+const CPU: Family = Family {
+    name: "nimbus_cpu_seconds_total",
+    help: "CPU time of invocations on the threads that ran them (usage field cpu_us).",
+    kind: MetricType::COUNTER,
+};
 const MEMORY: Family = Family {
     name: "nimbus_memory_byte_seconds_total",
     help: "Peak linear memory times billed duration.",
@@ -290,8 +295,12 @@ const fn labelled(
 }
 
 /// Rows of one family are adjacent.
-const COUNTERS: [Counter; 15] = [
+const COUNTERS: [Counter; 16] = [
     row(&FUEL, |r| r.fuel_consumed),
+    Counter {
+        divisor: 1e6,
+        ..row(&CPU, |r| r.cpu_us)
+    },
     Counter {
         divisor: 1e3,
         ..row(&BILLED, |r| r.billed_duration_ms)

@@ -78,6 +78,12 @@ pub struct UsageRecord {
     pub peak_memory_bytes: u64,
     /// Wall time from admission to completion, instantiation included.
     pub wall_duration_us: u64,
+    /// CPU time the invocation took on the threads that ran it, µs:
+    /// instantiating, running the guest, the host calls it made on those
+    /// threads, page faults, and freeing the instance. Time waiting (on a
+    /// timer, a socket, another task) is not in it. 0 when throttled.
+    #[serde(default)]
+    pub cpu_us: u64,
     /// Wall time rounded up to the next millisecond (as Lambda bills); 0
     /// only for throttled invocations, which never ran.
     pub billed_duration_ms: u64,
@@ -145,6 +151,7 @@ impl UsageRecord {
             fuel_consumed: 0,
             peak_memory_bytes: 0,
             wall_duration_us: 0,
+            cpu_us: 0,
             billed_duration_ms: 0,
             memory_byte_ms: 0,
             started_at: String::new(),

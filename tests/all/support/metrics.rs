@@ -119,6 +119,7 @@ pub struct Totals {
     pub fuel: f64,
     pub billed_seconds: f64,
     pub memory_byte_seconds: f64,
+    pub cpu_seconds: f64,
     pub throttled: f64,
     pub request_bytes: f64,
     pub response_bytes: f64,
@@ -157,6 +158,7 @@ pub fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String
                 "nimbus_fuel_consumed_total" => t.fuel = v,
                 "nimbus_billed_duration_seconds_total" => t.billed_seconds = v,
                 "nimbus_memory_byte_seconds_total" => t.memory_byte_seconds = v,
+                "nimbus_cpu_seconds_total" => t.cpu_seconds = v,
                 "nimbus_throttled_invocations_total" => t.throttled = v,
                 "nimbus_http_request_bytes_total" => t.request_bytes = v,
                 "nimbus_http_response_bytes_total" => t.response_bytes = v,
@@ -170,8 +172,8 @@ pub fn from_metrics(registry: &prometheus::Registry) -> BTreeMap<(String, String
 /// The same totals computed from the ledger file.
 pub fn from_ledger(path: &Path) -> BTreeMap<(String, String), Totals> {
     /// Per function: records by outcome, fuel, billed ms, byte-ms, request
-    /// and response bytes.
-    type Sums = (BTreeMap<String, u64>, u64, u64, u128, u64, u64);
+    /// and response bytes, CPU µs.
+    type Sums = (BTreeMap<String, u64>, u64, u64, u128, u64, u64, u64);
     let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for r in ledger(path) {
         let e = sums
@@ -183,15 +185,17 @@ pub fn from_ledger(path: &Path) -> BTreeMap<(String, String), Totals> {
         e.3 += u128::from(r.memory_byte_ms);
         e.4 += r.request_bytes;
         e.5 += r.response_bytes;
+        e.6 += r.cpu_us;
     }
     sums.into_iter()
-        .map(|(k, (outcomes, fuel, ms, byte_ms, req, resp))| {
+        .map(|(k, (outcomes, fuel, ms, byte_ms, req, resp, cpu_us))| {
             let throttled = outcomes.get("throttled").copied().unwrap_or(0) as f64;
             let t = Totals {
                 by_outcome: outcomes.into_iter().map(|(o, n)| (o, n as f64)).collect(),
                 fuel: fuel as f64,
                 billed_seconds: ms as f64 / 1e3,
                 memory_byte_seconds: byte_ms as f64 / 1e3,
+                cpu_seconds: cpu_us as f64 / 1e6,
                 throttled,
                 request_bytes: req as f64,
                 response_bytes: resp as f64,
