@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nimbus_core::{Error, Limits, Outcome};
+use nimbus_core::{Error, Limits, Outcome, REFUSED_WRITES_BEFORE_TRAP};
 
 use crate::support::{done, event, guest_err, metric, tenant_with, test_host, wait_for};
 
@@ -108,13 +108,26 @@ async fn each_limit_has_its_own_outcome() {
     assert!(String::from_utf8_lossy(&report.logs.stderr).contains("going to sleep"));
     echo_still_works(host).await;
 
-    // Writes without end: capped capture, and fuel stops it.
+    // Writes without end, errors ignored: the capture stops at the cap, the
+    // stream closes, and the invocation ends after a bounded number of
+    // refused writes — long before its fuel or deadline would.
     let err = host.invoke("t", "log-flood", event(b"")).await.unwrap_err();
+    let Error::Trap { message, .. } = &err else {
+        panic!("not ended at the cap: {err}");
+    };
     assert!(
-        matches!(err, Error::OutOfFuel { .. } | Error::Timeout { .. }),
-        "{err}"
+        message.contains("kept writing to stdout after its 65536-byte output cap closed it")
+            && message.contains(&format!("({REFUSED_WRITES_BEFORE_TRAP} writes refused)")),
+        "{message}"
     );
-    let logs = &err.report().expect("report").logs;
+    let report = err.report().expect("report");
+    assert_eq!(report.usage.outcome, Outcome::Trap);
+    assert!(
+        report.usage.fuel_consumed < 300_000_000 / 10,
+        "{:?}",
+        report.usage
+    );
+    let logs = &report.logs;
     assert_eq!(logs.stdout.len(), 64 << 10);
     assert!(logs.truncated() && logs.dropped_bytes > 0);
     echo_still_works(host).await;

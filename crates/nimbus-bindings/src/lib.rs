@@ -20,6 +20,9 @@ mod generated {
             "wasi:keyvalue/batch": async | trappable,
             "wasi:blobstore": async | trappable,
             "wasmcloud:messaging": async | trappable,
+            // A guest that logs on past its cap is ended (see nimbus-core's
+            // logs.rs), which needs a trap from `log`.
+            "wasi:logging/logging": async | trappable,
             default: async,
         },
         exports: { default: async },

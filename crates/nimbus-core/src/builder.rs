@@ -180,7 +180,9 @@ impl HostBuilder {
     }
 
     /// Captured stdout and stderr per invocation, bytes per stream (default
-    /// 1 MiB). Output past it is dropped and counted in [`Logs::dropped_bytes`].
+    /// 1 MiB). Output past it is dropped and counted in [`Logs::dropped_bytes`];
+    /// the stream is closed there, and a guest that keeps writing is ended
+    /// after [`crate::REFUSED_WRITES_BEFORE_TRAP`] refused writes.
     pub fn max_log_bytes(mut self, n: usize) -> Self {
         self.max_log_bytes = n;
         self

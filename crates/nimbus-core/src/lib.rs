@@ -59,7 +59,7 @@ pub use report::Report;
 pub use bytes::Bytes;
 pub use http;
 pub use limits::{FunctionConfig, FunctionLimits, Limits};
-pub use logs::{InvocationLogs, LogEntry, Logs};
+pub use logs::{InvocationLogs, LogEntry, Logs, REFUSED_WRITES_BEFORE_TRAP};
 pub use usage::{Cause, JsonLinesLedger, MemoryLedger, Outcome, Trigger, UsageRecord, UsageSink};
 
 /// Blob backends: implement [`nimbus_blob::BlobBackend`] to plug in another.

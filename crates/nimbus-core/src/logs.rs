@@ -2,9 +2,13 @@
 //! of recent invocations kept per function for the admin API.
 //!
 //! The guest never sees the host's own stdio. What it writes is kept in
-//! memory up to a cap per stream; past the cap bytes are counted and dropped,
-//! and the guest keeps running (a log flood is stopped by fuel or deadline,
-//! not by a surprise trap on a write).
+//! memory up to a cap per stream. The write that reaches the cap is kept as
+//! far as it fits and the stream is then closed: further writes fail at
+//! once with `closed` (a Rust `println!` panics, a Python `print` raises),
+//! their bytes counted as dropped. A guest that ignores the failures and
+//! keeps writing is ended, as a trap naming the stream, after
+//! [`REFUSED_WRITES_BEFORE_TRAP`] refused writes: a flood costs a bounded
+//! number of host calls, not the rest of its fuel or timeout.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -64,6 +68,7 @@ pub(crate) struct EntrySink {
     bytes: usize,
     cap: usize,
     pub(crate) dropped: u64,
+    refused: u64,
 }
 
 impl EntrySink {
@@ -73,16 +78,33 @@ impl EntrySink {
             bytes: 0,
             cap,
             dropped: 0,
+            refused: 0,
         }
     }
 
-    pub(crate) fn push(&mut self, level: &'static str, context: String, message: String) {
-        let size = context.len() + message.len();
-        if self.bytes + size > self.cap {
-            self.dropped += size as u64;
-            return;
+    /// Whether an entry of `size` bytes would be kept; past the cap it is
+    /// counted as dropped, and after [`REFUSED_WRITES_BEFORE_TRAP`] dropped
+    /// entries this is the trap that ends the invocation.
+    pub(crate) fn admit(&mut self, size: usize) -> wasmtime::Result<bool> {
+        if self.bytes + size <= self.cap {
+            return Ok(true);
         }
-        self.bytes += size;
+        self.dropped += size as u64;
+        self.refused += 1;
+        if self.refused >= REFUSED_WRITES_BEFORE_TRAP {
+            wasmtime::bail!(
+                "the function kept logging after its {}-byte log cap was reached \
+                 ({} entries dropped)",
+                self.cap,
+                self.refused
+            );
+        }
+        Ok(false)
+    }
+
+    /// Keeps an entry [`Self::admit`] admitted.
+    pub(crate) fn push(&mut self, level: &'static str, context: String, message: String) {
+        self.bytes += context.len() + message.len();
         self.entries.push(LogEntry {
             level,
             context,
@@ -99,19 +121,56 @@ impl Logs {
     }
 }
 
+/// Writes (and write checks) refused on a closed stream before the
+/// invocation is ended.
+pub const REFUSED_WRITES_BEFORE_TRAP: u64 = 100;
+
 #[derive(Debug)]
 struct Capture {
+    name: &'static str,
     buf: Vec<u8>,
     cap: usize,
     dropped: u64,
+    closed: bool,
+    refused: u64,
 }
 
 impl Capture {
-    fn push(&mut self, bytes: &[u8]) {
+    /// Keeps what fits; a write that does not fit closes the stream.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
+        if self.closed {
+            self.dropped += bytes.len() as u64;
+            return Err(self.refuse());
+        }
         let room = self.cap.saturating_sub(self.buf.len());
         let keep = bytes.len().min(room);
         self.buf.extend_from_slice(&bytes[..keep]);
-        self.dropped += (bytes.len() - keep) as u64;
+        if keep < bytes.len() {
+            self.dropped += (bytes.len() - keep) as u64;
+            self.closed = true;
+        }
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<usize, StreamError> {
+        if self.closed {
+            Err(self.refuse())
+        } else {
+            Ok(WRITE_BUDGET)
+        }
+    }
+
+    fn refuse(&mut self) -> StreamError {
+        self.refused += 1;
+        if self.refused >= REFUSED_WRITES_BEFORE_TRAP {
+            StreamError::trap(&format!(
+                "the function kept writing to {} after its {}-byte output cap closed it \
+                 ({} writes refused)",
+                self.name, self.cap, self.refused
+            ))
+        } else {
+            StreamError::Closed
+        }
     }
 }
 
@@ -124,26 +183,31 @@ pub(crate) struct CapturedStream(Arc<Mutex<Capture>>);
 const WRITE_BUDGET: usize = 64 * 1024;
 
 impl CapturedStream {
-    pub(crate) fn new(cap: usize) -> Self {
+    /// `name` (`stdout`, `stderr`) is what a refused flood's trap names.
+    pub(crate) fn new(name: &'static str, cap: usize) -> Self {
         Self(Arc::new(Mutex::new(Capture {
+            name,
             buf: Vec::new(),
             cap,
             dropped: 0,
+            closed: false,
+            refused: 0,
         })))
     }
 
-    fn push(&self, bytes: &[u8]) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Capture> {
         // A poisoned lock only means another writer panicked mid-push; the
         // buffer is still a valid prefix, so keep capturing.
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(bytes);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, bytes: &[u8]) -> Result<(), StreamError> {
+        self.lock().push(bytes)
     }
 
     /// Takes what was captured and how many bytes were dropped.
     pub(crate) fn take(&self) -> (Vec<u8>, u64) {
-        let mut c = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut c = self.lock();
         (std::mem::take(&mut c.buf), std::mem::take(&mut c.dropped))
     }
 }
@@ -167,8 +231,7 @@ impl StdoutStream for CapturedStream {
 #[async_trait::async_trait]
 impl OutputStream for CapturedStream {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.push(&bytes);
-        Ok(())
+        self.push(&bytes)
     }
 
     fn flush(&mut self) -> Result<(), StreamError> {
@@ -176,7 +239,7 @@ impl OutputStream for CapturedStream {
     }
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(WRITE_BUDGET)
+        self.lock().check()
     }
 }
 
@@ -191,8 +254,10 @@ impl AsyncWrite for CapturedStream {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.push(buf);
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(match self.push(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)),
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -256,12 +321,43 @@ mod tests {
 
     #[test]
     fn caps_and_counts_dropped_bytes() {
-        let s = CapturedStream::new(4);
-        s.push(b"abc");
-        s.push(b"defg");
+        let s = CapturedStream::new("stdout", 4);
+        s.push(b"abc").unwrap();
+        s.push(b"defg").unwrap();
+        assert!(matches!(s.push(b"h"), Err(StreamError::Closed)));
         let (buf, dropped) = s.take();
         assert_eq!(buf, b"abcd");
-        assert_eq!(dropped, 3);
+        assert_eq!(dropped, 4);
+    }
+
+    #[test]
+    fn writing_on_past_the_cap_traps_after_a_bounded_number_of_refusals() {
+        let mut s = CapturedStream::new("stderr", 1);
+        s.push(b"ab").unwrap();
+        for _ in 1..REFUSED_WRITES_BEFORE_TRAP {
+            assert!(matches!(s.check_write(), Err(StreamError::Closed)));
+        }
+        match s.push(b"c") {
+            Err(StreamError::Trap(e)) => {
+                let e = e.to_string();
+                assert!(e.contains("stderr") && e.contains("1-byte"), "{e}");
+            }
+            other => panic!("not a trap: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn log_entries_past_the_cap_are_dropped_then_trap() {
+        let mut sink = EntrySink::new(5);
+        assert!(sink.admit(5).unwrap());
+        sink.push("info", "c".into(), "abcd".into());
+        for _ in 1..REFUSED_WRITES_BEFORE_TRAP {
+            assert!(!sink.admit(1).unwrap());
+        }
+        let e = sink.admit(1).unwrap_err().to_string();
+        assert!(e.contains("kept logging after its 5-byte log cap"), "{e}");
+        assert_eq!(sink.entries.len(), 1);
+        assert_eq!(sink.dropped, REFUSED_WRITES_BEFORE_TRAP);
     }
 
     #[test]

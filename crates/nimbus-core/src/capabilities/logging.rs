@@ -1,5 +1,7 @@
 //! `wasi:logging`: structured entries kept with the invocation's logs
-//! (capped like stdout) and sent to `tracing` inside the invocation's span.
+//! (capped like stdout: past the cap entries are dropped, and a guest that
+//! keeps logging is ended) and sent to `tracing` inside the invocation's
+//! span.
 //! Always granted.
 
 use nimbus_bindings::logging::{self, Level};
@@ -39,7 +41,17 @@ impl Capability for Logging {
 }
 
 impl logging::Host for Logging {
-    async fn log(&mut self, level: Level, context: String, message: String) {
+    async fn log(
+        &mut self,
+        level: Level,
+        context: String,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        // Past the cap an entry is neither kept nor traced: a flood must not
+        // reach the host's own log either.
+        if !self.entries.admit(context.len() + message.len())? {
+            return Ok(());
+        }
         let name = match level {
             Level::Trace => "trace",
             Level::Debug => "debug",
@@ -59,5 +71,6 @@ impl logging::Host for Logging {
             }
         }
         self.entries.push(name, context, message);
+        Ok(())
     }
 }

@@ -142,7 +142,10 @@ impl Capability for Wasi {
 
     fn prepare(directory: &Self::Grant, cx: &InvokeCx<'_>) -> wasmtime::Result<Self> {
         let max_log = cx.services.max_log_bytes;
-        let (stdout, stderr) = (CapturedStream::new(max_log), CapturedStream::new(max_log));
+        let (stdout, stderr) = (
+            CapturedStream::new("stdout", max_log),
+            CapturedStream::new("stderr", max_log),
+        );
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
