@@ -166,6 +166,14 @@ fn nimbus_serve_refuses_a_bad_config_naming_the_file_and_key() {
             &["unknown field `max_instance`"],
         ),
         ("[pool]\npagemap_scan = \"yes\"\n", &["pagemap_scan"]),
+        (
+            "[connections]\nheader_read_timeout_ms = 0\n",
+            &["connections.header_read_timeout_ms: must be above 0"],
+        ),
+        (
+            "[connections]\nmax_connection = 5\n",
+            &["unknown field `max_connection`"],
+        ),
     ];
     for (config, wanted) in cases {
         let dir = serve_dir(config);
@@ -244,4 +252,123 @@ public = true
     let records = dir.records();
     let rec = record(&records, refused.invocation_id());
     assert_eq!(rec.outcome, Outcome::Throttled, "{rec:?}");
+}
+
+/// Reads until the server closes the connection (or the bound passes, a
+/// failure): everything it sent, or `None` if it never closed.
+async fn read_to_close(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_surplus_connections_are_closed_while_clients_are_served() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let dir = serve_dir(
+        r#"
+[connections]
+max_connections = 8
+header_read_timeout_ms = 700
+keep_alive_timeout_ms = 1000
+body_read_timeout_ms = 700
+
+[tenants.acme]
+api_keys = ["acme-key"]
+
+[[functions]]
+tenant = "acme"
+name = "hello"
+component = "hello.wasm"
+public = true
+"#,
+    );
+    let server = dir.start();
+    let addr = server.addr;
+
+    // Slowloris: half a request head each, then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /acme/hello/ HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    // A normal client is served while they hang.
+    let fresh = server.client();
+    let r = fresh.get("/acme/hello/").await.expect(200);
+    assert_eq!(r.text(), "Hello from Nimbus!\n");
+    drop(fresh);
+    for s in &mut slow {
+        let answer = read_to_close(s).await;
+        assert_eq!(
+            answer.as_deref(),
+            Some(""),
+            "a half-sent head was not closed by the header timeout"
+        );
+    }
+
+    // Keep-alive: after its response, a connection that sends nothing more
+    // is closed.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /acme/hello/ HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut idle)
+        .await
+        .expect("idle connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("Hello from Nimbus!\n"), "{answer}");
+
+    // A body that stops arriving fails its request with 408.
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    stalled
+        .write_all(b"POST /acme/hello/ HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc")
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut stalled)
+        .await
+        .expect("stalled body closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 700 ms"), "{answer}");
+
+    // The cap: with 8 connections open, the 9th is answered 503 and closed.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut surplus = TcpStream::connect(addr).await.expect("connect");
+    let _ = surplus
+        .write_all(b"GET /acme/hello/ HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    let answer = read_to_close(&mut surplus).await.expect("surplus closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("connection cap"), "{answer}");
+    drop(held);
+
+    // And once those are gone, clients are served again.
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(r) = server.client().get("/acme/hello/").try_send().await
+            && r.status == http::StatusCode::OK
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "not served after the cap:\n{}", server.log());
 }

@@ -11,6 +11,12 @@
 //! max_body_bytes = 6291456           # request body limit (413 above)
 //! drain_timeout_ms = 10000           # graceful shutdown bound
 //!
+//! [connections]                      # every key optional
+//! max_connections = 10000            # open at once (default: 10000 or 3/4 of ulimit -n)
+//! header_read_timeout_ms = 10000     # first byte of a request to the end of its head
+//! keep_alive_timeout_ms = 60000      # idle: no request in flight, no byte moving
+//! body_read_timeout_ms = 30000       # end of the head to the end of the body (408)
+//!
 //! [pool]                             # the instance pool; every key optional
 //! max_instances = 256                # instances alive at once, host-wide
 //! max_memory_bytes = 4294967296      # largest linear memory of any instance
@@ -105,6 +111,8 @@ pub struct Config {
     #[serde(default = "default_drain")]
     pub drain_timeout_ms: u64,
     #[serde(default)]
+    pub connections: ConnectionSettings,
+    #[serde(default)]
     pub pool: PoolSettings,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -121,6 +129,30 @@ pub struct Config {
     /// Directory of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// `[connections]`: [`nimbus_http::server::ConnectionLimits`]; what is left
+/// out keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    pub max_connections: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub keep_alive_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+}
+
+impl ConnectionSettings {
+    pub fn limits(&self) -> nimbus_http::server::ConnectionLimits {
+        let d = nimbus_http::server::ConnectionLimits::default();
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        nimbus_http::server::ConnectionLimits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: ms(self.header_read_timeout_ms, d.header_read_timeout),
+            keep_alive_timeout: ms(self.keep_alive_timeout_ms, d.keep_alive_timeout),
+            body_read_timeout: ms(self.body_read_timeout_ms, d.body_read_timeout),
+        }
+    }
 }
 
 /// `[pool]`: the pooling allocator's sizes ([`nimbus_core::PoolConfig`]);
@@ -382,6 +414,19 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if self.pool.max_instances == Some(0) {
             return Err("pool.max_instances: must be above 0".into());
+        }
+        let c = &self.connections;
+        if c.max_connections == Some(0) {
+            return Err("connections.max_connections: must be above 0".into());
+        }
+        for (key, v) in [
+            ("header_read_timeout_ms", c.header_read_timeout_ms),
+            ("keep_alive_timeout_ms", c.keep_alive_timeout_ms),
+            ("body_read_timeout_ms", c.body_read_timeout_ms),
+        ] {
+            if v == Some(0) {
+                return Err(format!("connections.{key}: must be above 0"));
+            }
         }
         if let Some(CompileCacheConfig::Dir(dir)) = &self.compile_cache
             && dir.as_os_str().is_empty()

@@ -133,13 +133,21 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     let drain = Duration::from_millis(config.drain_timeout_ms);
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let gw = gateway.clone();
-    let server = axum::serve(listener, gateway.router()).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        gw.set_ready(false);
-        eprintln!("nimbus draining (up to {} ms)", drain.as_millis());
-        let _ = draining_tx.send(());
-    });
-    let server = async { server.await.map_err(|e| format!("server: {e}")) };
+    let server = nimbus_http::server::serve(
+        listener,
+        gateway.router(),
+        config.connections.limits(),
+        async move {
+            shutdown_signal().await;
+            gw.set_ready(false);
+            eprintln!("nimbus draining (up to {} ms)", drain.as_millis());
+            let _ = draining_tx.send(());
+        },
+    );
+    let server = async {
+        server.await;
+        Ok::<(), String>(())
+    };
     let deadline = async {
         if draining_rx.await.is_ok() {
             tokio::time::sleep(drain).await;

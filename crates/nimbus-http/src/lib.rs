@@ -40,6 +40,7 @@ mod gateway;
 pub mod queues;
 mod request;
 mod router;
+pub mod server;
 pub mod storage;
 
 pub use admin::{GRANTS_HEADER, MAX_COMPONENT_UPLOAD_BYTES};

@@ -111,9 +111,13 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
     }
 
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, max)
-        .await
-        .map_err(|_| refuse(too_large(max)))?;
+    let body = axum::body::to_bytes(body, max).await.map_err(|e| {
+        refuse(if crate::server::is_body_read_timeout(&e) {
+            json_error(StatusCode::REQUEST_TIMEOUT, &e.to_string(), None)
+        } else {
+            too_large(max)
+        })
+    })?;
 
     if function.is_http() {
         let authority =
