@@ -311,3 +311,60 @@ async fn instances_share_no_state() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_memory_cap_throttles_new_invocations_not_running_ones() {
+    let t = test_host(|b| b);
+    let host = &t.host;
+    // Less than one instance's memory: one running instance reaches it.
+    let capped = Limits::default()
+        .max_tenant_memory_bytes(64 << 10)
+        .timeout(Duration::from_millis(1500));
+    tenant_with(host, "t", capped, &["sleep", "echo"]).await;
+    tenant_with(host, "other", Limits::default(), &["echo"]).await;
+
+    let sleeper = tokio::spawn({
+        let host = host.clone();
+        async move { host.invoke("t", "sleep", event(b"")).await }
+    });
+    wait_for("the sleeper to be running", || {
+        metric(
+            host,
+            "nimbus_invocations_in_flight{tenant=\"t\",function=\"sleep\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    // Its memory counts once it is instantiated: from then on the tenant's
+    // next invocation is throttled with a record.
+    let mut throttled = None;
+    for _ in 0..400 {
+        match host.invoke("t", "echo", event(b"x")).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => {
+                throttled = Some(e);
+                break;
+            }
+        }
+    }
+    let err = throttled.expect("never throttled while the sleeper held its memory");
+    let Error::Throttled { reason, report } = &err else {
+        panic!("expected throttled, got {err}")
+    };
+    assert!(
+        reason.contains("bytes of linear memory in running instances, at its limit of 65536"),
+        "{reason}"
+    );
+    assert_eq!(report.usage.outcome, Outcome::Throttled);
+    // The same moment, another tenant is admitted.
+    host.invoke("other", "echo", event(b"y"))
+        .await
+        .expect("other tenant");
+
+    // The running one was not killed for it: it ends by its own timeout,
+    // and then its memory is the tenant's again.
+    let slept = sleeper.await.expect("join").unwrap_err();
+    assert!(matches!(slept, Error::Timeout { .. }), "{slept}");
+    host.invoke("t", "echo", event(b"z"))
+        .await
+        .expect("after the sleeper");
+}

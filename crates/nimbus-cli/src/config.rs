@@ -32,6 +32,7 @@
 //! max_concurrency = 64
 //! max_kv_bytes = 1073741824          # key-value storage quota
 //! max_blob_bytes = 10737418240       # blob storage quota
+//! max_tenant_memory_bytes = 4294967296 # running instances' memory, together
 //! rate_limit_per_second = 100        # token bucket; omit for none
 //! rate_limit_burst = 200
 //!
@@ -201,6 +202,7 @@ pub struct TenantConfig {
     pub max_concurrency: Option<u32>,
     pub max_kv_bytes: Option<u64>,
     pub max_blob_bytes: Option<u64>,
+    pub max_tenant_memory_bytes: Option<u64>,
     pub rate_limit_per_second: Option<u32>,
     pub rate_limit_burst: Option<u32>,
 }
@@ -338,6 +340,9 @@ impl TenantConfig {
             max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
             max_kv_bytes: self.max_kv_bytes.unwrap_or(d.max_kv_bytes),
             max_blob_bytes: self.max_blob_bytes.unwrap_or(d.max_blob_bytes),
+            max_tenant_memory_bytes: self
+                .max_tenant_memory_bytes
+                .unwrap_or(d.max_tenant_memory_bytes),
         }
     }
 

@@ -4,6 +4,7 @@
 //! the sink (ledger) → the meters and kept logs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -303,7 +304,7 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
     table.set_max_capacity(rt.max_resource_handles);
     let state = InvocationState {
         table,
-        limiter: MemoryLimiter::new(limits.max_memory_bytes),
+        limiter: MemoryLimiter::new(limits.max_memory_bytes, f.tenant.memory.clone()),
         caps,
     };
     let mut store = Store::new(&rt.engine, state);
@@ -381,6 +382,15 @@ fn admit(
         None => None,
     };
     let tenant = &f.tenant;
+    let held = tenant.memory.load(Relaxed);
+    let cap = tenant.limits.max_tenant_memory_bytes;
+    if held >= cap {
+        return Err(format!(
+            "tenant `{}` holds {held} bytes of linear memory in running instances, \
+             at its limit of {cap}",
+            tenant.name
+        ));
+    }
     let t = tenant.slots.clone().try_acquire_owned().map_err(|_| {
         format!(
             "tenant `{}` is at its limit of {} concurrent invocations",

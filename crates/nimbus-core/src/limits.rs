@@ -11,6 +11,7 @@ use std::time::Duration;
 /// | `max_concurrency` | 64 | admission: the next invocation is throttled |
 /// | `max_kv_bytes` | 1 GiB | key-value writes past it fail (`other`, naming the quota), nothing is written |
 /// | `max_blob_bytes` | 10 GiB | blob writes past it fail (naming the quota), nothing is written |
+/// | `max_tenant_memory_bytes` | 4 GiB | admission: while the tenant's running instances hold this much linear memory together, its next invocation is throttled (running ones are never killed for it) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel per invocation (about one unit per wasm instruction).
@@ -25,6 +26,11 @@ pub struct Limits {
     pub max_kv_bytes: u64,
     /// Most bytes of blob objects the tenant may store (default 10 GiB).
     pub max_blob_bytes: u64,
+    /// Linear memory of all the tenant's running instances together, at
+    /// which its new invocations are throttled (default 4 GiB: 32 instances
+    /// at the default 128 MiB each). Tenant-wide: a function's override of
+    /// it is ignored.
+    pub max_tenant_memory_bytes: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +42,7 @@ impl Default for Limits {
             max_concurrency: 64,
             max_kv_bytes: 1 << 30,
             max_blob_bytes: 10 << 30,
+            max_tenant_memory_bytes: 4 << 30,
         }
     }
 }
@@ -76,6 +83,12 @@ impl Limits {
         self.max_blob_bytes = bytes;
         self
     }
+
+    #[must_use]
+    pub fn max_tenant_memory_bytes(mut self, bytes: u64) -> Self {
+        self.max_tenant_memory_bytes = bytes;
+        self
+    }
 }
 
 /// Per-function overrides of the tenant's [`Limits`] (`None`: the tenant's
@@ -100,6 +113,7 @@ impl FunctionLimits {
             max_blob_bytes: tenant.max_blob_bytes,
             // A storage quota belongs to the tenant, not to one function.
             max_kv_bytes: tenant.max_kv_bytes,
+            max_tenant_memory_bytes: tenant.max_tenant_memory_bytes,
         }
     }
 }

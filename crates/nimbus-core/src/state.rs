@@ -5,6 +5,9 @@
 //! Adding a capability: write its module under `capabilities/` and add one
 //! line to the `capabilities!` list at the bottom of this file.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi_http::WasiHttpCtxView;
@@ -97,16 +100,26 @@ pub(crate) struct MemoryLimiter {
     pub(crate) peak: usize,
     /// A growth was refused: a later trap is the guest's reaction to it.
     pub(crate) refused: bool,
+    /// The tenant's running total, which this instance's memory is part of
+    /// until the limiter is dropped with the instance's state.
+    tenant: Arc<AtomicU64>,
 }
 
 impl MemoryLimiter {
-    pub(crate) fn new(limit: u64) -> Self {
+    pub(crate) fn new(limit: u64, tenant: Arc<AtomicU64>) -> Self {
         Self {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             total: 0,
             peak: 0,
             refused: false,
+            tenant,
         }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.tenant.fetch_sub(self.total as u64, Relaxed);
     }
 }
 
@@ -122,6 +135,9 @@ impl ResourceLimiter for MemoryLimiter {
             self.refused = true;
             return Ok(false);
         }
+        // Growth only: a memory never shrinks.
+        self.tenant
+            .fetch_add(total.saturating_sub(self.total) as u64, Relaxed);
         self.total = total;
         self.peak = self.peak.max(total);
         Ok(true)
@@ -216,11 +232,16 @@ mod tests {
 
     #[test]
     fn limiter_sums_memories_and_refuses_past_the_limit() {
-        let mut l = MemoryLimiter::new(3 << 16);
+        let tenant = Arc::new(AtomicU64::new(5));
+        let mut l = MemoryLimiter::new(3 << 16, tenant.clone());
         assert!(l.memory_growing(0, 1 << 16, None).unwrap());
         assert!(l.memory_growing(0, 1 << 16, None).unwrap());
         assert!(l.memory_growing(1 << 16, 3 << 16, None).is_ok_and(|ok| !ok));
         assert!(l.refused);
         assert_eq!(l.peak, 2 << 16);
+        // The tenant's total holds this instance's memory until it ends.
+        assert_eq!(tenant.load(Relaxed), 5 + (2 << 16));
+        drop(l);
+        assert_eq!(tenant.load(Relaxed), 5);
     }
 }

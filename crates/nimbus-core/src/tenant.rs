@@ -2,6 +2,7 @@
 //! admission slots that enforce its concurrency limit.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use tokio::sync::Semaphore;
 
@@ -12,6 +13,10 @@ pub(crate) struct Tenant {
     pub name: Arc<str>,
     pub limits: Limits,
     pub slots: Arc<Semaphore>,
+    /// Linear memory its running instances hold now (their limiters add
+    /// and take back), checked at admission against
+    /// `limits.max_tenant_memory_bytes`.
+    pub memory: Arc<AtomicU64>,
 }
 
 impl Tenant {
@@ -20,6 +25,7 @@ impl Tenant {
             name: name.into(),
             limits,
             slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            memory: Arc::new(AtomicU64::new(0)),
         }
     }
 }
