@@ -756,7 +756,15 @@ async fn an_object_over_the_size_limit_fails_in_the_stream_and_leaves_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_usage_in_the_ledger_equals_the_metrics() {
-    let t = data_host(|b| b);
+    // Room for all 48 concurrent invocations below: a throttled one would
+    // make no blob calls (the pool cap is tested elsewhere).
+    let t = data_host(|b| {
+        b.pool(nimbus_core::PoolConfig {
+            max_instances: 64,
+            max_memory_bytes: 256 << 20,
+            ..nimbus_core::PoolConfig::default()
+        })
+    });
     let host = &t.host;
     // "shop"/"blobs" and "shopb"/"lobs" concatenate alike.
     host.add_tenant("shop", Limits::default()).expect("tenant");

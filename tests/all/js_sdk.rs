@@ -247,11 +247,15 @@ backoff_max_ms = 100
     assert_eq!(summary["upper"], "HELLO NIMBUS FROM JAVASCRIPT");
     assert_eq!(summary["eTag"], up.json()["etag"]);
     let upload_id = summary["requestId"].as_str().expect("id").to_string();
-    let upload_logs = logs(&admin)
-        .await
-        .into_iter()
-        .find(|i| i["invocation_id"] == upload_id.as_str())
-        .expect("the upload's invocation logs");
+    // The summary is written during the invocation; its logs are kept when
+    // it ends, a moment later.
+    let upload_logs = until("the upload's invocation logs", &server, || async {
+        logs(&admin)
+            .await
+            .into_iter()
+            .find(|i| i["invocation_id"] == upload_id.as_str())
+    })
+    .await;
     assert!(
         stdout(&upload_logs).contains(
             "processing docs/hello world.txt from bucket uploads (event key docs/hello+world.txt)"

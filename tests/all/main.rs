@@ -16,6 +16,7 @@ mod crash;
 mod deploy;
 mod files;
 mod http;
+mod isolation;
 mod js_sdk;
 mod kv;
 mod limits;

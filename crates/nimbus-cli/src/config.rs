@@ -33,6 +33,7 @@
 //! max_kv_bytes = 1073741824          # key-value storage quota
 //! max_blob_bytes = 10737418240       # blob storage quota
 //! max_tenant_memory_bytes = 4294967296 # running instances' memory, together
+//! cpu_weight = 1                     # CPU share when tenants compete
 //! rate_limit_per_second = 100        # token bucket; omit for none
 //! rate_limit_burst = 200
 //!
@@ -203,6 +204,7 @@ pub struct TenantConfig {
     pub max_kv_bytes: Option<u64>,
     pub max_blob_bytes: Option<u64>,
     pub max_tenant_memory_bytes: Option<u64>,
+    pub cpu_weight: Option<u32>,
     pub rate_limit_per_second: Option<u32>,
     pub rate_limit_burst: Option<u32>,
 }
@@ -343,6 +345,7 @@ impl TenantConfig {
             max_tenant_memory_bytes: self
                 .max_tenant_memory_bytes
                 .unwrap_or(d.max_tenant_memory_bytes),
+            cpu_weight: self.cpu_weight.unwrap_or(d.cpu_weight).max(1),
         }
     }
 

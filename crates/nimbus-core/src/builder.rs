@@ -87,6 +87,7 @@ pub struct HostBuilder {
     max_resource_handles: usize,
     max_random_bytes: u64,
     max_log_bytes: usize,
+    guest_threads: usize,
     max_http_response_bytes: usize,
     registry: Option<prometheus::Registry>,
     sink: Option<Arc<dyn UsageSink>>,
@@ -115,6 +116,7 @@ impl Default for HostBuilder {
             max_resource_handles: 10_000,
             max_random_bytes: 1 << 20,
             max_log_bytes: 1 << 20,
+            guest_threads: std::thread::available_parallelism().map_or(1, usize::from),
             max_http_response_bytes: 6 << 20,
             registry: None,
             sink: None,
@@ -176,6 +178,15 @@ impl HostBuilder {
     /// own is 64 MiB). Larger requests trap.
     pub fn max_random_bytes(mut self, n: u64) -> Self {
         self.max_random_bytes = n;
+        self
+    }
+
+    /// Guests running at once, host-wide (default: the machine's cores).
+    /// Tenants competing for them get CPU in proportion to
+    /// [`Limits::cpu_weight`](crate::Limits::cpu_weight); match it to the
+    /// threads that poll invocations, e.g. tokio's worker threads.
+    pub fn guest_threads(mut self, n: usize) -> Self {
+        self.guest_threads = n.max(1);
         self
     }
 
@@ -369,6 +380,7 @@ impl HostBuilder {
             sink,
             metrics,
             capacity: Arc::new(Semaphore::new(p.max_instances as usize)),
+            cpu: crate::scheduler::CpuScheduler::new(self.guest_threads),
             compile_slots: Semaphore::new(compile_parallelism()),
             compile_cache,
             max_instances: p.max_instances,

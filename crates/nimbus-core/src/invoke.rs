@@ -22,6 +22,7 @@ use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation}
 use crate::logs::{InvocationLogs, Logs};
 use crate::outcome::classify;
 use crate::report::Report;
+use crate::scheduler::{run_fairly, thread_cpu};
 use crate::state::{Capabilities, InvocationState, MemoryLimiter};
 use crate::usage::{Cause, Outcome, Trigger, UsageRecord, billed_ms};
 
@@ -318,7 +319,15 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
         Err(e) => Ended::Failed(e),
         Ok(()) => {
             let call = call_guest(&f.kind, &mut store, input, rt.max_http_response_bytes);
-            match tokio::time::timeout_at(deadline, on_cpu_clock(call, &mut cpu)).await {
+            let tenant = &f.tenant;
+            let fair = run_fairly(
+                &rt.cpu,
+                &tenant.name,
+                tenant.limits.cpu_weight,
+                call,
+                &mut cpu,
+            );
+            match tokio::time::timeout_at(deadline, fair).await {
                 Ok(ended) => ended,
                 Err(_) => Ended::TimedOut,
             }
@@ -338,31 +347,6 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
         memory_refused: state.limiter.refused,
         caps: Some(state.caps),
     }
-}
-
-/// This thread's CPU clock. Per thread, not per process: the other
-/// worker threads run other tenants' invocations.
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
-/// Runs `fut`, adding to `cpu` the CPU time of every poll on whichever
-/// thread polls it. Fuel counts only wasm instructions; this also counts
-/// instantiation, page faults (memory growth and first touches) and host
-/// calls, which is what a tenant takes from the others.
-async fn on_cpu_clock<F: Future>(fut: F, cpu: &mut Duration) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        let start = thread_cpu();
-        let polled = fut.as_mut().poll(cx);
-        *cpu += thread_cpu().saturating_sub(start);
-        polled
-    })
-    .await
 }
 
 /// Takes a function slot (if it has its own), a tenant slot and a host

@@ -43,6 +43,7 @@ mod metrics;
 mod outcome;
 mod report;
 mod runtime;
+mod scheduler;
 mod services;
 mod state;
 mod tenant;

@@ -11,6 +11,7 @@ use std::time::Duration;
 /// | `max_concurrency` | 64 | admission: the next invocation is throttled |
 /// | `max_kv_bytes` | 1 GiB | key-value writes past it fail (`other`, naming the quota), nothing is written |
 /// | `max_blob_bytes` | 10 GiB | blob writes past it fail (naming the quota), nothing is written |
+/// | `cpu_weight` | 1 | the fair CPU scheduler: tenants competing for the host's guest threads get CPU time in proportion to their weights |
 /// | `max_tenant_memory_bytes` | 4 GiB | admission: while the tenant's running instances hold this much linear memory together, its next invocation is throttled (running ones are never killed for it) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -31,6 +32,9 @@ pub struct Limits {
     /// at the default 128 MiB each). Tenant-wide: a function's override of
     /// it is ignored.
     pub max_tenant_memory_bytes: u64,
+    /// Share of the CPU when tenants compete (default 1: equal shares).
+    /// Tenant-wide, like `max_tenant_memory_bytes`.
+    pub cpu_weight: u32,
 }
 
 impl Default for Limits {
@@ -43,6 +47,7 @@ impl Default for Limits {
             max_kv_bytes: 1 << 30,
             max_blob_bytes: 10 << 30,
             max_tenant_memory_bytes: 4 << 30,
+            cpu_weight: 1,
         }
     }
 }
@@ -85,6 +90,12 @@ impl Limits {
     }
 
     #[must_use]
+    pub fn cpu_weight(mut self, weight: u32) -> Self {
+        self.cpu_weight = weight.max(1);
+        self
+    }
+
+    #[must_use]
     pub fn max_tenant_memory_bytes(mut self, bytes: u64) -> Self {
         self.max_tenant_memory_bytes = bytes;
         self
@@ -114,6 +125,7 @@ impl FunctionLimits {
             // A storage quota belongs to the tenant, not to one function.
             max_kv_bytes: tenant.max_kv_bytes,
             max_tenant_memory_bytes: tenant.max_tenant_memory_bytes,
+            cpu_weight: tenant.cpu_weight,
         }
     }
 }

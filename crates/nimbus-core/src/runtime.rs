@@ -2,6 +2,7 @@
 //! wasmtime engine and linker, admission capacity, the usage sink, meters,
 //! kept logs, and the services capabilities draw on.
 
+use crate::scheduler::CpuScheduler;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -24,6 +25,8 @@ pub(crate) struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Host-wide instance slots (the pool's size).
     pub capacity: Arc<Semaphore>,
+    /// Who runs guest code next (fair CPU between tenants).
+    pub cpu: CpuScheduler,
     /// Compilations running at once.
     pub compile_slots: Semaphore,
     /// Artifacts compiled before, by this host or an earlier one.
