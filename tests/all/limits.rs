@@ -197,16 +197,10 @@ async fn a_spinning_guest_does_not_starve_another_tenant() {
     hog.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_concurrency_quota_throttles_with_a_record() {
-    let t = test_host(|b| b);
-    let host = &t.host;
-    let quota = Limits::default()
-        .max_concurrency(1)
-        .timeout(Duration::from_millis(1500));
-    tenant_with(host, "t", quota, &["sleep", "echo"]).await;
-    tenant_with(host, "other", Limits::default(), &["echo"]).await;
-
+/// Starts tenant `t`'s `sleep` and waits until it is in flight.
+async fn start_sleeper(
+    host: &nimbus_core::Host,
+) -> tokio::task::JoinHandle<Result<nimbus_core::Invocation, Error>> {
     let sleeper = tokio::spawn({
         let host = host.clone();
         async move { host.invoke("t", "sleep", event(b"")).await }
@@ -218,6 +212,20 @@ async fn the_concurrency_quota_throttles_with_a_record() {
         ) == Some(1.0)
     })
     .await;
+    sleeper
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_quota_throttles_with_a_record() {
+    let t = test_host(|b| b);
+    let host = &t.host;
+    let quota = Limits::default()
+        .max_concurrency(1)
+        .timeout(Duration::from_millis(1500));
+    tenant_with(host, "t", quota, &["sleep", "echo"]).await;
+    tenant_with(host, "other", Limits::default(), &["echo"]).await;
+
+    let sleeper = start_sleeper(host).await;
 
     let err = host.invoke("t", "echo", event(b"x")).await.unwrap_err();
     let Error::Throttled { reason, report } = &err else {
@@ -323,17 +331,7 @@ async fn the_tenant_memory_cap_throttles_new_invocations_not_running_ones() {
     tenant_with(host, "t", capped, &["sleep", "echo"]).await;
     tenant_with(host, "other", Limits::default(), &["echo"]).await;
 
-    let sleeper = tokio::spawn({
-        let host = host.clone();
-        async move { host.invoke("t", "sleep", event(b"")).await }
-    });
-    wait_for("the sleeper to be running", || {
-        metric(
-            host,
-            "nimbus_invocations_in_flight{tenant=\"t\",function=\"sleep\"}",
-        ) == Some(1.0)
-    })
-    .await;
+    let sleeper = start_sleeper(host).await;
     // Its memory counts once it is instantiated: from then on the tenant's
     // next invocation is throttled with a record.
     let mut throttled = None;

@@ -53,6 +53,20 @@ tenant = "acme"
 function = "wstd"
 "#;
 
+/// Waits until acme's `function` has an invocation in flight, by scraping
+/// the server's `/metrics`.
+async fn wait_until_running(server: &crate::support::NimbusServe, function: &str) {
+    let in_flight = acme_series("nimbus_invocations_in_flight", function);
+    for _ in 0..200 {
+        let r = server.client().get("/metrics").await.expect(200);
+        if metric_in(&r.text(), &in_flight) == Some(1.0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the slow request never started:\n{}", server.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nimbus_serve_serves_its_config_and_drains_on_sigterm() {
     // Run from elsewhere: the config's relative paths are its own.
@@ -81,17 +95,7 @@ async fn nimbus_serve_serves_its_config_and_drains_on_sigterm() {
     // A request in flight when SIGTERM arrives...
     let slow_client = acme.clone();
     let slow = tokio::spawn(async move { slow_client.get("/acme/hello/sleep/1500").await });
-    let in_flight = acme_series("nimbus_invocations_in_flight", "hello");
-    let mut running = false;
-    for _ in 0..200 {
-        let r = anyone.get("/metrics").await.expect(200);
-        if metric_in(&r.text(), &in_flight) == Some(1.0) {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(running, "the slow request never started:\n{}", server.log());
+    wait_until_running(&server, "hello").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.terminate();
 
@@ -228,17 +232,7 @@ public = true
     // next is throttled (the tenant's own limit, 64, is far away).
     let slow_client = anyone.clone();
     let slow = tokio::spawn(async move { slow_client.get("/acme/hello/sleep/1000").await });
-    let in_flight = acme_series("nimbus_invocations_in_flight", "hello");
-    let mut running = false;
-    for _ in 0..200 {
-        let r = anyone.get("/metrics").await.expect(200);
-        if metric_in(&r.text(), &in_flight) == Some(1.0) {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(running, "the slow request never started:\n{}", server.log());
+    wait_until_running(&server, "hello").await;
     let refused = anyone.get("/acme/hello/").await.expect(429);
     assert!(
         server.log().contains("capacity of 1 concurrent instances"),
