@@ -1,13 +1,15 @@
 //! Tenants competing for the CPU get it by weight, however many
 //! invocations each runs at once (the fair scheduler); asserted from the
-//! `cpu_us` the ledger bills, never from wall times.
+//! `cpu_us` the ledger bills, never from wall times. A full instance pool
+//! goes to the tenants below their share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 
-use nimbus_core::Limits;
+use nimbus_core::{Error, Limits, Outcome, PoolConfig};
 
-use crate::support::{event, ledger, tenant_with, test_host};
+use crate::support::{event, ledger, metric, tenant_with, test_host, wait_for};
 
 /// Completed invocations counted before the ledger is read.
 const COMPLETED: usize = 300;
@@ -88,4 +90,75 @@ async fn cpu_weights_set_the_shares() {
         (0.57..=0.77).contains(&share),
         "a (weight 2) took {share:.2} of the CPU, not about 2/3"
     );
+}
+
+/// Tenant `hog` fills an idle pool of 4 with slow invocations; then `fair`
+/// asks for 2 and `hog` for 4 more, at once. `hog` holds more than its
+/// share (2 of 4 with two tenants), so its new ones are refused at once;
+/// `fair`'s wait and get the slots `hog` frees, so they run (and end at
+/// their own timeout) instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_goes_to_the_tenant_below_its_share() {
+    let t = test_host(|b| {
+        b.pool(PoolConfig {
+            max_instances: 4,
+            max_memory_bytes: 256 << 20,
+            admission_wait: Duration::from_secs(30),
+            ..PoolConfig::default()
+        })
+    });
+    let host = &t.host;
+    // `fair` may wait up to its own timeout for a slot: longer than the
+    // hog's invocations take to end.
+    let timeout = |ms| Limits::default().timeout(Duration::from_millis(ms));
+    tenant_with(host, "hog", timeout(300), &["sleep"]).await;
+    tenant_with(host, "fair", timeout(3000), &["sleep"]).await;
+
+    let start = |tenant: &'static str| {
+        let host = host.clone();
+        tokio::spawn(async move { host.invoke(tenant, "sleep", event(b"")).await })
+    };
+    let first: Vec<_> = (0..4).map(|_| start("hog")).collect();
+    wait_for("the hog to fill the pool", || {
+        metric(
+            host,
+            "nimbus_invocations_in_flight{tenant=\"hog\",function=\"sleep\"}",
+        ) == Some(4.0)
+    })
+    .await;
+    let fair: Vec<_> = (0..2).map(|_| start("fair")).collect();
+    let more: Vec<_> = (0..4).map(|_| start("hog")).collect();
+
+    for f in fair {
+        let err = f.await.expect("join").unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { .. }),
+            "fair's invocation did not run to its timeout: {err}"
+        );
+    }
+    for m in more {
+        let err = m.await.expect("join").unwrap_err();
+        let Error::Throttled { reason, .. } = &err else {
+            panic!("hog's extra invocation was not refused: {err}")
+        };
+        assert!(
+            reason.contains("capacity of 4") && reason.contains("tenant `hog` holds"),
+            "{reason}"
+        );
+    }
+    for f in first {
+        let err = f.await.expect("join").unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    }
+    let records = t.records();
+    let count = |tenant: &str, outcome: Outcome| {
+        records
+            .iter()
+            .filter(|r| r.tenant == tenant && r.outcome == outcome)
+            .count()
+    };
+    assert_eq!(count("fair", Outcome::Timeout), 2);
+    assert_eq!(count("fair", Outcome::Throttled), 0);
+    assert_eq!(count("hog", Outcome::Timeout), 4);
+    assert_eq!(count("hog", Outcome::Throttled), 4);
 }

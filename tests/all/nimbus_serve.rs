@@ -212,6 +212,7 @@ ledger = "usage.jsonl"
 max_instances = 1
 memory_keep_resident = 0
 pagemap_scan = false
+admission_wait_ms = 250
 
 [tenants.acme]
 api_keys = ["acme-key"]

@@ -23,6 +23,7 @@
 //! memory_keep_resident = 4194304     # bytes of each memory slot reset in place
 //! table_keep_resident = 65536        # the same for tables
 //! pagemap_scan = true                # reset only dirtied pages (Linux 6.7+)
+//! admission_wait_ms = 1000           # pool full: a tenant under its share waits
 //!
 //! [tenants.acme]
 //! api_keys = ["acme-secret"]
@@ -167,6 +168,7 @@ pub struct PoolSettings {
     pub memory_keep_resident: Option<usize>,
     pub table_keep_resident: Option<usize>,
     pub pagemap_scan: Option<bool>,
+    pub admission_wait_ms: Option<u64>,
 }
 
 impl PoolSettings {
@@ -178,6 +180,9 @@ impl PoolSettings {
             memory_keep_resident: self.memory_keep_resident.unwrap_or(d.memory_keep_resident),
             table_keep_resident: self.table_keep_resident.unwrap_or(d.table_keep_resident),
             pagemap_scan: self.pagemap_scan.unwrap_or(d.pagemap_scan),
+            admission_wait: self
+                .admission_wait_ms
+                .map_or(d.admission_wait, std::time::Duration::from_millis),
             ..d
         }
     }

@@ -10,20 +10,22 @@ use nimbus_queue::{QueueBackend, QueueStore};
 use tokio::sync::Semaphore;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::admission::PoolAdmission;
 use crate::compile_cache::CompileCache;
 use crate::error::Error;
 use crate::host::Host;
 use crate::logs::LogStore;
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, compile_parallelism};
+use crate::runtime::{GuestThreads, Runtime, compile_parallelism};
 use crate::services::Services;
 use crate::usage::{JsonLinesLedger, UsageSink};
 
 /// Sizes of the pooling allocator, which pre-reserves a slot per concurrent
 /// instance so instantiation is a few microseconds and never an `mmap` storm.
 ///
-/// `max_instances` is also the host-wide concurrency cap: an invocation that
-/// would exceed it is throttled rather than failing inside wasmtime.
+/// `max_instances` is also the host-wide concurrency cap, shared fairly
+/// between tenants (see `admission_wait`): an invocation that gets no slot
+/// is throttled rather than failing inside wasmtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Component instances alive at once (default 256).
@@ -52,6 +54,13 @@ pub struct PoolConfig {
     /// addresses, all reset, and every other dirtied page is `madvise`d away
     /// and faults in again on the next invocation.
     pub pagemap_scan: bool,
+    /// How long an invocation waits for a slot when every instance is in
+    /// use (default 1 s; never past its own timeout). Only a tenant below
+    /// its fair share of the pool waits — the pool divided equally among
+    /// the tenants holding or waiting for slots — and freed slots go to the
+    /// waiting tenant holding the fewest; one at its share or above is
+    /// refused at once. Zero refuses at once whenever the pool is full.
+    pub admission_wait: std::time::Duration,
 }
 
 impl Default for PoolConfig {
@@ -65,6 +74,7 @@ impl Default for PoolConfig {
             memory_keep_resident: 4 << 20,
             table_keep_resident: 64 << 10,
             pagemap_scan: true,
+            admission_wait: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -181,10 +191,10 @@ impl HostBuilder {
         self
     }
 
-    /// Guests running at once, host-wide (default: the machine's cores).
-    /// Tenants competing for them get CPU in proportion to
-    /// [`Limits::cpu_weight`](crate::Limits::cpu_weight); match it to the
-    /// threads that poll invocations, e.g. tokio's worker threads.
+    /// Threads that run guests, host-wide (default: the machine's cores).
+    /// Invocations run on these, apart from the embedder's tokio workers,
+    /// which stay free for the front end; tenants competing for them get
+    /// CPU in proportion to [`Limits::cpu_weight`](crate::Limits::cpu_weight).
     pub fn guest_threads(mut self, n: usize) -> Self {
         self.guest_threads = n.max(1);
         self
@@ -379,11 +389,12 @@ impl HostBuilder {
             linker,
             sink,
             metrics,
-            capacity: Arc::new(Semaphore::new(p.max_instances as usize)),
+            pool: PoolAdmission::new(p.max_instances as usize, p.admission_wait),
             cpu: crate::scheduler::CpuScheduler::new(self.guest_threads),
+            guests: GuestThreads::new(self.guest_threads)
+                .map_err(|e| Error::Config(format!("starting the guest threads: {e}")))?,
             compile_slots: Semaphore::new(compile_parallelism()),
             compile_cache,
-            max_instances: p.max_instances,
             pool_max_memory: p.max_memory_bytes,
             max_wasm_stack: self.max_wasm_stack,
             max_component_bytes: self.max_component_bytes,

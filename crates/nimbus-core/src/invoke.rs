@@ -8,12 +8,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use uuid::Uuid;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 
+use crate::admission::{PoolAdmission, PoolSlot};
 use crate::call::{Ended, Input, Output, call_guest};
 use crate::capability::InvokeCx;
 use crate::error::Error;
@@ -128,7 +129,12 @@ impl FunctionHandle {
             function = %self.inner.name,
             invocation_id = %invocation_id,
         );
-        tokio::spawn(async move { this.run(invocation_id, input, cause).await }.instrument(span))
+        let task = async move { this.run(invocation_id, input, cause).await }.instrument(span);
+        self.inner
+            .runtime
+            .guests
+            .handle()
+            .spawn(task)
             .await
             .unwrap_or_else(|e| {
                 // Only reachable if the invocation task panicked: a host bug.
@@ -152,7 +158,7 @@ impl FunctionHandle {
             Input::Event(_) => 0,
         };
 
-        let admitted = admit(f, &rt.capacity, rt.max_instances);
+        let admitted = admit(f, &rt.pool).await;
         let _permits = match admitted {
             Ok(p) => p,
             Err(reason) => return Err(self.throttled(invocation_id, reason, request_bytes, cause)),
@@ -349,13 +355,13 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
     }
 }
 
-/// Takes a function slot (if it has its own), a tenant slot and a host
-/// slot, or says which limit was hit.
-fn admit(
+/// Takes a function slot (if it has its own), a tenant slot and a slot in
+/// the host's pool, or says which limit was hit. Only the last may wait
+/// (see [`PoolAdmission`]).
+async fn admit(
     f: &FunctionInner,
-    capacity: &Arc<Semaphore>,
-    max_instances: u32,
-) -> Result<[Option<OwnedSemaphorePermit>; 3], String> {
+    pool: &Arc<PoolAdmission>,
+) -> Result<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit, PoolSlot), String> {
     let own = match &f.slots {
         Some(slots) => Some(slots.clone().try_acquire_owned().map_err(|_| {
             format!(
@@ -381,8 +387,6 @@ fn admit(
             tenant.name, tenant.limits.max_concurrency
         )
     })?;
-    let h = capacity.clone().try_acquire_owned().map_err(|_| {
-        format!("the host is at its capacity of {max_instances} concurrent instances")
-    })?;
-    Ok([own, Some(t), Some(h)])
+    let slot = pool.acquire(&tenant.name, f.limits.timeout).await?;
+    Ok((own, t, slot))
 }

@@ -25,6 +25,7 @@
 //! provides is refused at deploy, before compiling, naming the import.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod admission;
 mod builder;
 mod call;
 mod capabilities;

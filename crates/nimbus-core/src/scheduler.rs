@@ -2,16 +2,19 @@
 //!
 //! A guest runs only while its invocation holds a run token, and there is
 //! one token more than the threads that run guests
-//! ([`HostBuilder::guest_threads`], default: the machine's cores). An invocation takes a token for one poll —
-//! up to one fuel-yield interval of guest code, or until its next host call
-//! that waits — and gives it back after, charging the CPU time the poll took
-//! on its thread (`CLOCK_THREAD_CPUTIME_ID`: instantiation, page faults and
-//! host-call work count, not only fuel) to its tenant's virtual time,
-//! divided by the tenant's `cpu_weight`. A released token goes to the
-//! waiting tenant with the least virtual time; a tenant alone takes every
-//! token. So tenants competing for the CPU get it in proportion to their
-//! weights however many invocations each runs at once, and tokio's worker
-//! threads stay free for the front end between polls.
+//! ([`HostBuilder::guest_threads`], default: the machine's cores), which are
+//! threads of their own, apart from the embedder's. An invocation takes a
+//! token for one slice — [`SLICE`] of wall time, checked at its fuel
+//! yields, or one fuel-yield interval when others are waiting — or until
+//! its next host call that waits, and gives it back after, charging the
+//! CPU time it took on its thread (`CLOCK_THREAD_CPUTIME_ID`:
+//! instantiation, page faults and host-call work count, not only fuel) to
+//! its tenant's virtual time, divided by the tenant's `cpu_weight`. A
+//! released token goes to the waiting tenant with the least virtual time; a
+//! tenant alone takes every token. So tenants competing for the CPU get it
+//! in proportion to their weights however many invocations each runs at
+//! once, and the embedder's threads are never inside a guest when a
+//! request arrives.
 //!
 //! Within a tenant, the token goes to its oldest invocation: run to
 //! completion rather than round robin, so a burst does not leave every
@@ -26,15 +29,30 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::AtomicU8;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+/// How long an invocation may run on its token while others wait for one,
+/// checked at its fuel yields. Short enough that a waiting tenant's
+/// request is not held up for long behind other tenants' guests.
+const SLICE: Duration = Duration::from_micros(200);
+
+/// A poll that ran this long on a guest thread gives the core up to the
+/// kernel afterwards, so the embedder's threads (which share the cores)
+/// get to run between long guest polls, not only at the end of the
+/// kernel's own time slice.
+const YIELD_CORE_AFTER: Duration = Duration::from_micros(50);
 
 #[derive(Debug)]
 pub(crate) struct CpuScheduler {
     state: Mutex<State>,
     arrivals: std::sync::atomic::AtomicU64,
+    /// Invocations queued for a token: read without the lock, to tell
+    /// whether a running one should give its token up.
+    waiting: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -83,6 +101,7 @@ impl CpuScheduler {
                 tenants: HashMap::new(),
             }),
             arrivals: std::sync::atomic::AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -121,7 +140,7 @@ impl CpuScheduler {
             state.free -= 1;
             return Poll::Ready(());
         }
-        Self::enqueue_locked(&mut state, tenant, seq, ticket, cx.waker());
+        self.enqueue_locked(&mut state, tenant, seq, ticket, cx.waker());
         Poll::Pending
     }
 
@@ -135,10 +154,11 @@ impl CpuScheduler {
         ticket: &mut Option<Arc<Waiter>>,
         waker: &Waker,
     ) {
-        Self::enqueue_locked(&mut self.lock(), tenant, seq, ticket, waker);
+        self.enqueue_locked(&mut self.lock(), tenant, seq, ticket, waker);
     }
 
     fn enqueue_locked(
+        &self,
         state: &mut State,
         tenant: &Arc<str>,
         seq: u64,
@@ -154,6 +174,7 @@ impl CpuScheduler {
             slot: Mutex::new(Slot::Waiting(waker.clone())),
         });
         queue.waiting.insert(seq, w.clone());
+        self.waiting.fetch_add(1, Relaxed);
         *ticket = Some(w);
     }
 
@@ -176,6 +197,7 @@ impl CpuScheduler {
                 state.free += 1;
                 return;
             };
+            self.waiting.fetch_sub(1, Relaxed);
             let mut slot = w.lock();
             if let Slot::Waiting(waker) = std::mem::replace(&mut *slot, Slot::Granted) {
                 drop(slot);
@@ -199,8 +221,10 @@ impl CpuScheduler {
         };
         if granted {
             self.release(tenant, weight, Duration::ZERO);
-        } else if let Some(q) = self.lock().tenants.get_mut(tenant) {
-            q.waiting.remove(&seq);
+        } else if let Some(q) = self.lock().tenants.get_mut(tenant)
+            && q.waiting.remove(&seq).is_some()
+        {
+            self.waiting.fetch_sub(1, Relaxed);
         }
     }
 }
@@ -244,7 +268,7 @@ impl Wake for Watch {
     }
 }
 
-/// Runs `fut` one poll at a time under `sched`, adding each poll's CPU
+/// Runs `fut` one slice at a time under `sched`, adding each slice's CPU
 /// time to `cpu`. Only the scheduler decides who runs next: with as many
 /// tokens as threads a token is nearly always free, so an invocation that
 /// yielded queues for it again rather than being re-polled by tokio.
@@ -282,6 +306,9 @@ pub(crate) async fn run_fairly<F: Future>(
             let used = thread_cpu().saturating_sub(self.start);
             *self.cpu += used;
             self.sched.release(self.tenant, self.weight, used);
+            if used > YIELD_CORE_AFTER {
+                std::thread::yield_now();
+            }
         }
     }
 
@@ -313,12 +340,32 @@ pub(crate) async fn run_fairly<F: Future>(
             start: thread_cpu(),
             cpu: &mut *cpu,
         };
-        let polled = fut.as_mut().poll(&mut Context::from_waker(&waker));
-        if watch.state.swap(AFTER_POLL, AcqRel) == WOKEN_IN_POLL && polled.is_pending() {
-            sched.enqueue(tenant, seq, &mut ticket.waiting, cx.waker());
+        let slice_start = std::time::Instant::now();
+        loop {
+            let polled = fut.as_mut().poll(&mut Context::from_waker(&waker));
+            if polled.is_ready() {
+                drop(token);
+                return polled;
+            }
+            // Woken during the poll (a fuel yield): ready to go on. Within
+            // its slice, and while nobody waits for a token, it does so at
+            // once, without a round trip through tokio.
+            if watch
+                .state
+                .compare_exchange(WOKEN_IN_POLL, POLLING, AcqRel, Acquire)
+                .is_ok()
+            {
+                if slice_start.elapsed() < SLICE && sched.waiting.load(Relaxed) == 0 {
+                    continue;
+                }
+                watch.state.store(AFTER_POLL, Release);
+                sched.enqueue(tenant, seq, &mut ticket.waiting, cx.waker());
+            } else if watch.state.swap(AFTER_POLL, AcqRel) == WOKEN_IN_POLL {
+                sched.enqueue(tenant, seq, &mut ticket.waiting, cx.waker());
+            }
+            drop(token);
+            return Poll::Pending;
         }
-        drop(token);
-        polled
     })
     .await
 }
