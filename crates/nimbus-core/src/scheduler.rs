@@ -186,6 +186,7 @@ impl CpuScheduler {
         let now = state.now;
         let q = state.tenants.entry(tenant.clone()).or_default();
         q.vtime = q.vtime.max(now) + charge;
+        let released = q.vtime;
         loop {
             let next = state
                 .tenants
@@ -194,6 +195,10 @@ impl CpuScheduler {
                 .min_by_key(|q| q.vtime)
                 .and_then(|q| q.waiting.pop_first().map(|(_, w)| (w, q.vtime)));
             let Some((w, vtime)) = next else {
+                // Uncontended: the clock follows whoever runs, so a tenant
+                // that used idle cores is not made to wait, when another
+                // arrives, for the newcomer to catch up with all it ran.
+                state.now = state.now.max(released);
                 state.free += 1;
                 return;
             };
@@ -412,6 +417,30 @@ mod tests {
         assert!(s.poll_acquire(&a, 1, &mut ta2, &mut cx).is_ready());
         s.release(&a, 1, Duration::ZERO);
         assert_eq!(s.lock().free, 1);
+    }
+
+    #[test]
+    fn cpu_used_while_uncontended_is_not_held_against_a_tenant() {
+        let s = CpuScheduler::new(1);
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let (mut ta, mut tb) = (None, None);
+        hold_the_spare_token(&s, &mut cx);
+        // `a` alone runs 100 ms, nobody waiting.
+        assert!(s.poll_acquire(&a, 0, &mut ta, &mut cx).is_ready());
+        s.release(&a, 1, Duration::from_millis(100));
+        // Then `b` arrives while `a` runs on.
+        assert!(s.poll_acquire(&a, 0, &mut ta, &mut cx).is_ready());
+        assert!(s.poll_acquire(&b, 1, &mut tb, &mut cx).is_pending());
+        s.enqueue(&a, 0, &mut ta, &waker);
+        s.release(&a, 1, Duration::from_millis(1));
+        assert!(s.poll_acquire(&b, 1, &mut tb, &mut cx).is_ready());
+        // `b` used 2 ms against `a`'s 1 since: `a` is next, not `b` again
+        // until it has caught up with a's 100 ms.
+        assert!(s.poll_acquire(&b, 2, &mut tb, &mut cx).is_pending());
+        s.release(&b, 1, Duration::from_millis(2));
+        assert!(s.poll_acquire(&a, 0, &mut ta, &mut cx).is_ready());
     }
 
     #[test]
