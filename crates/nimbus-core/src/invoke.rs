@@ -130,11 +130,8 @@ impl FunctionHandle {
             invocation_id = %invocation_id,
         );
         let task = async move { this.run(invocation_id, input, cause).await }.instrument(span);
-        self.inner
-            .runtime
-            .guests
-            .handle()
-            .spawn(task)
+        let rt = &self.inner.runtime;
+        crate::scheduler::start(&rt.cpu, rt.guests.handle(), task)
             .await
             .unwrap_or_else(|e| {
                 // Only reachable if the invocation task panicked: a host bug.

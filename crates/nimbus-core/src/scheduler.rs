@@ -46,6 +46,13 @@ const SLICE: Duration = Duration::from_micros(200);
 /// kernel's own time slice.
 const YIELD_CORE_AFTER: Duration = Duration::from_micros(50);
 
+thread_local! {
+    /// Set during a poll when the invocation had to wait for a token or
+    /// gave its token up at the end of a slice: the moment to move it off
+    /// the embedder's threads (see [`start`]).
+    static CONTENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 #[derive(Debug)]
 pub(crate) struct CpuScheduler {
     state: Mutex<State>,
@@ -141,6 +148,7 @@ impl CpuScheduler {
             return Poll::Ready(());
         }
         self.enqueue_locked(&mut state, tenant, seq, ticket, cx.waker());
+        CONTENDED.set(true);
         Poll::Pending
     }
 
@@ -155,6 +163,11 @@ impl CpuScheduler {
         waker: &Waker,
     ) {
         self.enqueue_locked(&mut self.lock(), tenant, seq, ticket, waker);
+        CONTENDED.set(true);
+    }
+
+    fn has_free_token(&self) -> bool {
+        self.lock().free > 0
     }
 
     fn enqueue_locked(
@@ -232,6 +245,53 @@ impl CpuScheduler {
             self.waiting.fetch_sub(1, Relaxed);
         }
     }
+}
+
+/// Runs an invocation task to its end, wherever it is best run. While a
+/// token is free the guests are not competing, and the task starts on the
+/// caller's runtime, as a plain `tokio::spawn`: no hand-off between
+/// threads (each costs a wake-up and a context switch). The first time it
+/// has to wait for a token, or gives its token up at the end of a slice,
+/// the rest of it moves to the guest threads, so the embedder's threads
+/// spend at most a slice in a guest whenever guests compete. When no token
+/// is free it starts on the guest threads.
+///
+/// Moving is sound because every future re-registers its waker each time
+/// it is polled: the guest task polls it at once, and the scheduler's
+/// ticket, timers and I/O then wake the guest task.
+pub(crate) async fn start<T: Send + 'static>(
+    sched: &CpuScheduler,
+    guests: &tokio::runtime::Handle,
+    task: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if !sched.has_free_token() {
+        return guests.spawn(task).await;
+    }
+    let guests = guests.clone();
+    let mut task = Some(Box::pin(task));
+    let mut moved: Option<tokio::task::JoinHandle<T>> = None;
+    tokio::spawn(std::future::poll_fn(move |cx| {
+        if let Some(rest) = &mut moved {
+            return pin!(rest).poll(cx);
+        }
+        let Some(fut) = task.as_mut() else {
+            unreachable!("polled after it ended")
+        };
+        CONTENDED.set(false);
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        if CONTENDED.replace(false)
+            && let Some(fut) = task.take()
+        {
+            let mut rest = guests.spawn(fut);
+            let polled = pin!(&mut rest).poll(cx);
+            moved = Some(rest);
+            return polled;
+        }
+        Poll::Pending
+    }))
+    .await?
 }
 
 /// This thread's CPU clock. Per thread, not per process: the other
