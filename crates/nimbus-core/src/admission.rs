@@ -76,6 +76,15 @@ impl State {
     fn held(&self, tenant: &str) -> usize {
         self.held.get(tenant).copied().unwrap_or(0)
     }
+
+    fn give_back(&mut self, tenant: &str) {
+        if let Some(n) = self.held.get_mut(tenant) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(tenant);
+            }
+        }
+    }
 }
 
 impl PoolAdmission {
@@ -173,12 +182,7 @@ impl PoolAdmission {
     /// holding the fewest, or to the free count.
     fn release(self: &Arc<Self>, tenant: &Arc<str>) {
         let mut state = self.lock();
-        if let Some(n) = state.held.get_mut(tenant) {
-            *n -= 1;
-            if *n == 0 {
-                state.held.remove(tenant);
-            }
-        }
+        state.give_back(tenant);
         loop {
             let next = state
                 .waiting
@@ -198,12 +202,7 @@ impl PoolAdmission {
                     // the slot is not its after all, and dropping it must
                     // not release it a second time.
                     slot.pool = None;
-                    if let Some(n) = state.held.get_mut(&w.tenant) {
-                        *n -= 1;
-                        if *n == 0 {
-                            state.held.remove(&w.tenant);
-                        }
-                    }
+                    state.give_back(&w.tenant);
                 }
             }
         }
