@@ -16,6 +16,8 @@ use http::{HeaderMap, StatusCode};
 use nimbus_core::{Error, FunctionConfig, FunctionHandle, FunctionLimits};
 use serde::Deserialize;
 
+mod logs;
+
 use crate::Gateway;
 use crate::auth::{check_admin, known_tenant};
 use crate::request::{BodyUnread, bad_request, json_error, not_found, query};
@@ -39,7 +41,7 @@ pub(crate) fn routes() -> Router<Gateway> {
         )
         .route(
             "/admin/v1/tenants/{tenant}/functions/{name}/logs",
-            get(logs),
+            get(logs::logs),
         )
 }
 
@@ -65,7 +67,7 @@ fn function_json(f: &FunctionHandle, public: bool) -> serde_json::Value {
 }
 
 /// The deployed function, 404 otherwise.
-fn function(gw: &Gateway, tenant: &str, name: &str) -> Result<FunctionHandle, Response> {
+pub(crate) fn function(gw: &Gateway, tenant: &str, name: &str) -> Result<FunctionHandle, Response> {
     gw.host()
         .function(tenant, name)
         .map_err(|e| not_found(&e.to_string()))
@@ -189,31 +191,6 @@ fn grants(headers: &HeaderMap) -> Result<FunctionConfig, String> {
         topics: g.topics,
         ..FunctionConfig::default()
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogsParams {
-    invocation_id: Option<String>,
-}
-
-async fn logs(
-    State(gw): State<Gateway>,
-    Path((tenant, name)): Path<(String, String)>,
-    params: Result<Query<LogsParams>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Response, Response> {
-    check_admin(&gw, &headers)?;
-    let p = query(params)?;
-    let id = p
-        .invocation_id
-        .as_deref()
-        .map(str::parse::<uuid::Uuid>)
-        .transpose()
-        .map_err(|e| bad_request(&format!("invocation_id: {e}")))?;
-    function(&gw, &tenant, &name)?;
-    let invocations = gw.host().invocation_logs(&tenant, &name, id);
-    Ok(axum::Json(serde_json::json!({ "invocations": invocations })).into_response())
 }
 
 async fn delete(
