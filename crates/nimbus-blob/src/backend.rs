@@ -124,6 +124,11 @@ pub trait BlobBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), BlobError>;
     /// Object bytes the tenant stores.
     fn stored_bytes(&self, tenant: &str) -> Result<u64, BlobError>;
+    /// For deleting a tenant: its containers, objects, stored bytes and
+    /// undelivered events (so no trigger runs for it). A spool committed
+    /// afterwards fails as into a missing container. Returns the objects
+    /// removed.
+    fn delete_tenant(&self, tenant: &str) -> Result<u64, BlobError>;
 
     /// Undelivered object-created events, oldest first.
     fn pending_events(&self, limit: usize) -> Result<Vec<ObjectCreated>, BlobError>;

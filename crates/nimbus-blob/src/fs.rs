@@ -322,6 +322,20 @@ impl BlobBackend for FsBlobs {
         index::stored_bytes(self.db(), tenant)
     }
 
+    fn delete_tenant(&self, tenant: &str) -> Result<u64, BlobError> {
+        check_tenant(tenant)?;
+        // Containers go in the same transaction as the objects, so a spool
+        // committed later finds none and cannot bring one back.
+        let tx = self.db().begin_write()?;
+        let files = index::forget_tenant(&tx, tenant)?;
+        let events = outbox::forget_tenant(&tx, tenant)?;
+        tx.commit()?;
+        // The directory stays: in-flight spools write into it.
+        self.inner.files.remove(tenant, &files);
+        tracing::info!(tenant, objects = files.len(), events, "blob tenant deleted");
+        Ok(files.len() as u64)
+    }
+
     fn pending_events(&self, limit: usize) -> Result<Vec<ObjectCreated>, BlobError> {
         outbox::pending(self.db(), limit)
     }

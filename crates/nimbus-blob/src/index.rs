@@ -3,6 +3,7 @@
 //! and the quota accounting every write shares.
 
 use std::collections::HashSet;
+use std::ops::Bound;
 
 use redb::{
     AccessGuard, Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
@@ -153,6 +154,50 @@ pub(crate) fn charge(
     }
     usage.insert(tenant, would)?;
     Ok(())
+}
+
+/// Removes the tenant's containers, objects and stored bytes in `tx`;
+/// returns the files of the removed objects, for the caller to delete once
+/// `tx` has committed.
+pub(crate) fn forget_tenant(tx: &WriteTransaction, tenant: &str) -> Result<Vec<String>, BlobError> {
+    let start = tenant_prefix(tenant);
+    let end = prefix_end(&start);
+    let range = || {
+        let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        (Bound::Included(start.as_slice()), upper)
+    };
+    tx.open_table(CONTAINERS)?
+        .retain_in::<&[u8], _>(range(), |_, _| false)?;
+    let mut files = Vec::new();
+    let mut bad = None;
+    tx.open_table(OBJECTS)?
+        .retain_in::<&[u8], _>(range(), |_, v| {
+            match serde_json::from_slice::<ObjectRecord>(v) {
+                Ok(rec) => files.push(rec.file),
+                Err(e) => bad = Some(e),
+            }
+            false
+        })?;
+    // A record that does not decode names a file we could not delete:
+    // abort rather than forget it.
+    if let Some(e) = bad {
+        return Err(e.into());
+    }
+    tx.open_table(USAGE)?.remove(tenant)?;
+    Ok(files)
+}
+
+/// The first key after every key that starts with `prefix` (`None`: no
+/// such key), so a range over the prefix ends where its keys do.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 pub(crate) fn stored_bytes(db: &Database, tenant: &str) -> Result<u64, BlobError> {

@@ -51,6 +51,24 @@ pub(crate) fn record_write(
     Ok(())
 }
 
+/// Drops the tenant's undelivered events in `tx`, so no trigger runs for
+/// a deleted tenant; returns how many.
+pub(crate) fn forget_tenant(tx: &WriteTransaction, tenant: &str) -> Result<u64, BlobError> {
+    let mut events = tx.open_table(EVENTS)?;
+    let mut theirs = Vec::new();
+    for row in events.iter()? {
+        let (k, v) = row?;
+        let e: ObjectCreated = serde_json::from_slice(v.value())?;
+        if e.tenant == tenant {
+            theirs.push(k.value());
+        }
+    }
+    for seq in &theirs {
+        events.remove(seq)?;
+    }
+    Ok(theirs.len() as u64)
+}
+
 pub(crate) fn pending(db: &Database, limit: usize) -> Result<Vec<ObjectCreated>, BlobError> {
     let tx = db.begin_read()?;
     let events = tx.open_table(EVENTS)?;

@@ -195,3 +195,76 @@ fn copy_rename_and_delete_container() {
     assert_eq!(files(dir.path(), "a"), 0);
     assert!(b.container("a", "c1").unwrap().is_none());
 }
+
+#[test]
+fn delete_tenant_removes_all_its_data_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBlobs::open(dir.path()).unwrap();
+    let evented = WriteOptions {
+        quota: None,
+        event_depth: Some(0),
+    };
+    // `a` with two containers; `ab` and `b` sit next to `a`'s key range.
+    for (t, c) in [("a", "c1"), ("a", "c2"), ("ab", "c1"), ("b", "c1")] {
+        b.create_container(t, c).unwrap();
+        put(&b, t, c, "k", t.as_bytes());
+        let mut s = b.spool(t).unwrap();
+        s.write(b"event").unwrap();
+        b.commit(s, c, "e", None, evented).unwrap();
+    }
+    put(&b, "a", "c2", "k2", b"more");
+    let kept =
+        |b: &FsBlobs| ["ab", "b"].map(|t| (b.stored_bytes(t).unwrap(), files(dir.path(), t)));
+    let before = kept(&b);
+
+    assert_eq!(b.delete_tenant("a").unwrap(), 5);
+    assert!(b.containers("a").unwrap().is_empty());
+    assert!(b.container("a", "c1").unwrap().is_none());
+    assert!(b.head("a", "c2", "k2").unwrap().is_none());
+    assert_eq!(b.stored_bytes("a").unwrap(), 0);
+    assert_eq!(files(dir.path(), "a"), 0);
+    let tenants = |b: &FsBlobs| {
+        let ev = b.pending_events(100).unwrap();
+        ev.into_iter().map(|e| e.tenant).collect::<Vec<_>>()
+    };
+    assert_eq!(tenants(&b), ["ab", "b"]);
+    for t in ["ab", "b"] {
+        assert_eq!(get(&b, t, "c1", "k"), t.as_bytes());
+    }
+    assert_eq!(kept(&b), before);
+
+    // Nothing comes back at reopen; nothing is left to delete.
+    drop(b);
+    let b = FsBlobs::open(dir.path()).unwrap();
+    assert!(b.containers("a").unwrap().is_empty());
+    assert_eq!(tenants(&b), ["ab", "b"]);
+    assert_eq!(kept(&b), before);
+    assert_eq!(b.delete_tenant("a").unwrap(), 0);
+    assert!(b.delete_tenant("../ab").is_err());
+}
+
+#[test]
+fn a_write_in_flight_cannot_resurrect_a_deleted_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBlobs::open(dir.path()).unwrap();
+    b.create_container("a", "c").unwrap();
+    let mut s = b.spool("a").unwrap();
+    s.write(b"late").unwrap();
+    b.delete_tenant("a").unwrap();
+    let opts = WriteOptions {
+        quota: None,
+        event_depth: Some(0),
+    };
+    assert!(matches!(
+        b.commit(s, "c", "k", None, opts),
+        Err(BlobError::NoSuchContainer(_))
+    ));
+    assert!(b.containers("a").unwrap().is_empty());
+    assert!(b.pending_events(10).unwrap().is_empty());
+    assert_eq!(b.stored_bytes("a").unwrap(), 0);
+    assert_eq!(files(dir.path(), "a"), 0, "the spool's file went with it");
+    // The tenant can start again, from nothing.
+    b.create_container("a", "c").unwrap();
+    put(&b, "a", "c", "k", b"new");
+    assert_eq!(b.stored_bytes("a").unwrap(), 3);
+}

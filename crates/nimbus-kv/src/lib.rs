@@ -9,6 +9,7 @@
 //! the key — an injective encoding, so no choice of names in one tenant can
 //! address another tenant's keys.
 
+use std::ops::Bound;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -89,11 +90,9 @@ impl Namespace {
     }
 
     fn prefix(&self) -> Vec<u8> {
-        let mut p = Vec::with_capacity(8 + self.tenant.len() + self.store.len());
-        for part in [&self.tenant, &self.store] {
-            p.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            p.extend_from_slice(part.as_bytes());
-        }
+        let mut p = tenant_prefix(&self.tenant);
+        p.extend_from_slice(&(self.store.len() as u32).to_be_bytes());
+        p.extend_from_slice(self.store.as_bytes());
         p
     }
 
@@ -108,6 +107,28 @@ impl Namespace {
         k.extend_from_slice(key.as_bytes());
         Ok(k)
     }
+}
+
+/// The length-prefixed tenant that starts every key of its stores, and
+/// only theirs (the encoding is injective).
+fn tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(8 + tenant.len());
+    p.extend_from_slice(&(tenant.len() as u32).to_be_bytes());
+    p.extend_from_slice(tenant.as_bytes());
+    p
+}
+
+/// The first key after every key that starts with `prefix` (`None`: no
+/// such key), so a range over the prefix ends where its keys do.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn check_value(value: &[u8]) -> Result<(), KvError> {
@@ -152,6 +173,9 @@ pub trait KvBackend: Send + Sync + 'static {
     fn delete_many(&self, ns: &Namespace, keys: &[String]) -> Result<(), KvError>;
     /// Bytes (keys + values) a tenant stores across all its stores.
     fn stored_bytes(&self, tenant: &str) -> Result<u64, KvError>;
+    /// For deleting a tenant: every key of all its stores, and its stored
+    /// bytes, in one transaction. Returns the keys removed.
+    fn delete_tenant(&self, tenant: &str) -> Result<u64, KvError>;
 }
 
 type KvTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
@@ -368,6 +392,24 @@ impl KvBackend for RedbKv {
         let usage = txn.open_table(USAGE)?;
         Ok(usage.get(tenant)?.map_or(0, |g| g.value()))
     }
+
+    fn delete_tenant(&self, tenant: &str) -> Result<u64, KvError> {
+        let start = tenant_prefix(tenant);
+        let end = prefix_end(&start);
+        let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let txn = self.db.begin_write()?;
+        let mut removed = 0;
+        txn.open_table(KV)?.retain_in::<&[u8], _>(
+            (Bound::Included(start.as_slice()), upper),
+            |_, _| {
+                removed += 1;
+                false
+            },
+        )?;
+        txn.open_table(USAGE)?.remove(tenant)?;
+        txn.commit()?;
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
@@ -445,6 +487,54 @@ mod tests {
         kv.delete(&ns, "a").unwrap();
         assert_eq!(kv.stored_bytes("t").unwrap(), 0);
         assert_eq!(kv.stored_bytes("other").unwrap(), 0);
+    }
+
+    #[test]
+    fn delete_tenant_removes_all_its_stores_and_nothing_else() {
+        let kv = RedbKv::in_memory().unwrap();
+        let doomed = [Namespace::new("a", "s1"), Namespace::new("a", "s2")];
+        // Keys just below `a`'s range, at its exclusive end, and past it.
+        let kept = [
+            Namespace::new("ab", "s1"),
+            Namespace::new("", "as1"),
+            Namespace::new("b", "a"),
+        ];
+        for ns in &doomed {
+            kv.set_many(ns, &[("k".into(), b"v".to_vec()), ("l".into(), vec![])])
+                .unwrap();
+        }
+        for ns in &kept {
+            kv.set(ns, "k", b"kept").unwrap();
+        }
+        let kept_bytes: Vec<u64> = ["ab", "", "b"]
+            .iter()
+            .map(|t| kv.stored_bytes(t).unwrap())
+            .collect();
+        assert_eq!(kv.delete_tenant("a").unwrap(), 4);
+        for ns in &doomed {
+            assert_eq!(kv.get(ns, "k").unwrap(), None);
+            assert!(kv.list_keys(ns, None).unwrap().0.is_empty());
+        }
+        assert_eq!(kv.stored_bytes("a").unwrap(), 0);
+        for ns in &kept {
+            assert_eq!(kv.get(ns, "k").unwrap(), Some(b"kept".to_vec()));
+        }
+        let after: Vec<u64> = ["ab", "", "b"]
+            .iter()
+            .map(|t| kv.stored_bytes(t).unwrap())
+            .collect();
+        assert_eq!(after, kept_bytes);
+        // Nothing left to delete; the tenant starts again from zero.
+        assert_eq!(kv.delete_tenant("a").unwrap(), 0);
+        kv.set(&doomed[0], "n", b"1").unwrap();
+        assert_eq!(kv.stored_bytes("a").unwrap(), 2);
+    }
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_prefixed_keys() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
     }
 
     #[test]

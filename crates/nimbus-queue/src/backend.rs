@@ -67,6 +67,9 @@ pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<usize, QueueError>;
     fn stats(&self, tenant: &str, queue: &str, now_ms: u64) -> Result<QueueStats, QueueError>;
     fn queues(&self) -> Result<Vec<(String, String)>, QueueError>;
+    /// For deleting a tenant: all its queues, their messages in any state
+    /// and dead letters, at once. Returns the messages removed.
+    fn delete_tenant(&self, tenant: &str) -> Result<u64, QueueError>;
 }
 
 impl QueueBackend for QueueStore {
@@ -140,5 +143,8 @@ impl QueueBackend for QueueStore {
     }
     fn queues(&self) -> Result<Vec<(String, String)>, QueueError> {
         QueueStore::queues(self)
+    }
+    fn delete_tenant(&self, tenant: &str) -> Result<u64, QueueError> {
+        QueueStore::delete_tenant(self, tenant)
     }
 }

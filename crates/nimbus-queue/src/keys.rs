@@ -19,7 +19,7 @@ pub(crate) const MAX_QUEUE_NAME: usize = 80;
 const ID: usize = 16;
 const U64: usize = 8;
 
-fn check_names(tenant: &str, queue: &str) -> Result<(), QueueError> {
+fn check_tenant(tenant: &str) -> Result<(), QueueError> {
     if tenant.is_empty() || tenant.len() > MAX_TENANT_BYTES {
         return Err(QueueError::InvalidName {
             kind: "tenant",
@@ -27,6 +27,11 @@ fn check_names(tenant: &str, queue: &str) -> Result<(), QueueError> {
             rule: "must be 1 to 255 bytes",
         });
     }
+    Ok(())
+}
+
+fn check_names(tenant: &str, queue: &str) -> Result<(), QueueError> {
+    check_tenant(tenant)?;
     let ok = (1..=MAX_QUEUE_NAME).contains(&queue.len())
         && queue
             .bytes()
@@ -41,6 +46,27 @@ fn check_names(tenant: &str, queue: &str) -> Result<(), QueueError> {
     Ok(())
 }
 
+fn push_part(k: &mut Vec<u8>, part: &str) {
+    // Lengths are bounded by the name checks, so the cast is exact.
+    k.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    k.extend_from_slice(part.as_bytes());
+}
+
+/// The keys of every queue of `tenant`, and only those (queue keys are
+/// prefix-free): the range from its length-prefixed name to the next one.
+pub(crate) fn tenant_range(tenant: &str) -> Result<(Vec<u8>, Vec<u8>), QueueError> {
+    check_tenant(tenant)?;
+    let mut start = Vec::with_capacity(4 + tenant.len());
+    push_part(&mut start, tenant);
+    let mut end = start.clone();
+    // UTF-8 never holds the byte 0xff, so the last byte (of a name that is
+    // not empty) increments without a carry.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    Ok((start, end))
+}
+
 /// The key prefix of one (tenant, queue).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QueueKey(Vec<u8>);
@@ -49,11 +75,8 @@ impl QueueKey {
     pub(crate) fn new(tenant: &str, queue: &str) -> Result<Self, QueueError> {
         check_names(tenant, queue)?;
         let mut k = Vec::with_capacity(8 + tenant.len() + queue.len());
-        for part in [tenant, queue] {
-            // Lengths are bounded by check_names, so the cast is exact.
-            k.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            k.extend_from_slice(part.as_bytes());
-        }
+        push_part(&mut k, tenant);
+        push_part(&mut k, queue);
         Ok(Self(k))
     }
 
@@ -187,6 +210,19 @@ mod tests {
         // A queue whose name extends another's: still not a prefix.
         let c = QueueKey::new("a", "b").unwrap();
         assert!(!a.as_bytes().starts_with(c.as_bytes()));
+    }
+
+    #[test]
+    fn a_tenant_range_holds_exactly_its_queue_keys() {
+        let (start, end) = tenant_range("a").unwrap();
+        let inside = |t: &str, q: &str| {
+            let k = QueueKey::new(t, q).unwrap();
+            (start.as_slice()..end.as_slice()).contains(&k.as_bytes())
+        };
+        assert!(inside("a", "q") && inside("a", &"z".repeat(80)));
+        assert!(!inside("b", "q") && !inside("ab", "q") && !inside("A", "q"));
+        assert_eq!(end, [0, 0, 0, 1, b'b']);
+        assert!(tenant_range("").is_err());
     }
 
     #[test]

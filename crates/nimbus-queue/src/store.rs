@@ -11,7 +11,7 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::keys::QueueKey;
+use crate::keys::{QueueKey, tenant_range};
 use crate::tables::{
     MessageRecord, QUEUES, QueueRecord, Tables, create_all, existing_config, from_json, get_json,
     take_seq, to_json,
@@ -170,6 +170,32 @@ impl QueueStore {
         })?;
         tracing::trace!(tenant, queue, %id, "message sent");
         Ok(id)
+    }
+
+    /// Deletes every queue of the tenant (config, messages in any state,
+    /// dead letters, index rows) in one durable transaction, so no consumer
+    /// sees the tenant half gone. Returns the messages removed, dead letters
+    /// included.
+    pub fn delete_tenant(&self, tenant: &str) -> Result<u64, QueueError> {
+        let (start, end) = tenant_range(tenant)?;
+        let range = start.as_slice()..end.as_slice();
+        let removed = self.write(|txn| {
+            let mut t = Tables::open(txn)?;
+            let mut removed = 0;
+            let mut count = |_: &[u8], _: &[u8]| {
+                removed += 1;
+                false
+            };
+            t.messages.retain_in(range.clone(), &mut count)?;
+            t.dead.retain_in(range.clone(), &mut count)?;
+            t.bodies.retain_in(range.clone(), |_, _| false)?;
+            t.ready.retain_in(range.clone(), |_, _| false)?;
+            txn.open_table(QUEUES)?
+                .retain_in(range.clone(), |_, _| false)?;
+            Ok(removed)
+        })?;
+        tracing::info!(tenant, removed, "queue tenant deleted");
+        Ok(removed)
     }
 
     /// Every (tenant, queue) that exists (was configured or sent to),

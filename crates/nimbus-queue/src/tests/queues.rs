@@ -106,6 +106,99 @@ fn tenants_and_queues_are_isolated() {
 }
 
 #[test]
+fn delete_tenant_removes_all_its_queues_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queues.redb");
+    let s = QueueStore::open(&path).unwrap();
+    let config = QueueConfig {
+        visibility_timeout: Duration::from_secs(10),
+        max_receive_count: 2,
+        ..QueueConfig::default()
+    };
+    // `ab` and `b` sit next to `a`'s key range; each gets a message in
+    // every state, as in `stats_count_each_state`.
+    let now = T0 + 2_000;
+    let mut held = Vec::new();
+    for tenant in ["a", "ab", "b"] {
+        s.configure(tenant, "q", config.clone()).unwrap();
+        send(&s, tenant, "q", "dead", T0);
+        for at in [T0, T0 + 1_000] {
+            let d = s.receive(tenant, "q", 1, at).unwrap().remove(0);
+            s.nack(tenant, "q", &d.receipt, "e", at).unwrap();
+        }
+        for name in ["in-flight", "delayed", "visible"] {
+            send(&s, tenant, "q", name, now);
+        }
+        held.push(s.receive(tenant, "q", 1, now).unwrap().remove(0).receipt);
+        let d = s.receive(tenant, "q", 1, now).unwrap().remove(0);
+        s.nack(tenant, "q", &d.receipt, "e", now).unwrap();
+    }
+    send(&s, "a", "r", "another queue", now);
+    let stats = |s: &QueueStore, t| s.stats(t, "q", now).unwrap();
+    let kept = [stats(&s, "ab"), stats(&s, "b")];
+    assert_eq!((kept[0].visible, kept[0].in_flight), (1, 1));
+    assert_eq!((kept[0].delayed, kept[0].dead), (1, 1));
+    drop(s);
+    let rows_before = ["ab", "b"].map(|t| rows_of(&path, t));
+    assert_eq!(rows_of(&path, "a"), [2, 4, 5, 4, 1]);
+
+    let s = QueueStore::open(&path).unwrap();
+    let backend: &dyn QueueBackend = &s;
+    assert_eq!(backend.delete_tenant("a").unwrap(), 5);
+    let names = |s: &QueueStore| s.queues().unwrap();
+    assert_eq!(
+        names(&s),
+        [("ab".into(), "q".into()), ("b".into(), "q".into())]
+    );
+    for queue in ["q", "r"] {
+        let err = s.receive("a", queue, 10, now + 60_000).unwrap_err();
+        assert!(matches!(err, QueueError::UnknownQueue { .. }), "{err}");
+        assert!(s.dead_letters("a", queue, 10).is_err());
+    }
+    assert_eq!(s.config("a", "q").unwrap(), QueueConfig::default());
+    assert_eq!([stats(&s, "ab"), stats(&s, "b")], kept);
+    drop(s);
+    assert_eq!(rows_of(&path, "a"), [0; 5], "no row of `a` survives");
+    assert_eq!(["ab", "b"].map(|t| rows_of(&path, t)), rows_before);
+
+    // Re-created, the queue starts empty: nothing comes back when the
+    // backoff and the visibility timeout are over.
+    let s = QueueStore::open(&path).unwrap();
+    s.configure("a", "q", config).unwrap();
+    assert!(s.receive("a", "q", 10, now + 60_000).unwrap().is_empty());
+    assert_eq!(stats(&s, "a"), QueueStats::default());
+    assert!(s.dead_letters("a", "q", 10).unwrap().is_empty());
+    assert!(matches!(
+        s.ack("a", "q", &held[0]),
+        Err(QueueError::StaleReceipt(_))
+    ));
+    assert_eq!(s.delete_tenant("a").unwrap(), 0);
+    assert!(s.delete_tenant("").is_err());
+    // The other tenants' in-flight messages are still theirs to ack.
+    s.ack("ab", "q", &held[1]).unwrap();
+    s.ack("b", "q", &held[2]).unwrap();
+}
+
+/// Rows of `tenant` in each table (queues, messages, bodies, ready,
+/// dead_letters), read behind the store's back.
+fn rows_of(path: &Path, tenant: &str) -> [usize; 5] {
+    use redb::{ReadableDatabase, ReadableTable};
+    let mut prefix = (tenant.len() as u32).to_be_bytes().to_vec();
+    prefix.extend_from_slice(tenant.as_bytes());
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    ["queues", "messages", "bodies", "ready", "dead_letters"].map(|name| {
+        let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
+        let table = txn.open_table(def).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().0.value().starts_with(&prefix))
+            .count()
+    })
+}
+
+#[test]
 fn messages_and_config_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/queues.redb");
