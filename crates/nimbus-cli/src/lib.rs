@@ -9,6 +9,10 @@
 //!
 //! `nimbus build DIR -o OUT.wasm` builds a Python, JavaScript or Rust
 //! function into a component with the Nimbus SDK (see [`build`]).
+//!
+//! `nimbus deploy`, `functions`, `versions`, `alias`, `rollback`, `invoke`,
+//! `logs` and `tenants` drive a running `nimbus serve` through its admin API
+//! and gateway (see [`client`]).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -18,6 +22,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 pub mod build;
+pub mod client;
 pub mod config;
 pub mod serve;
 use nimbus_core::{Error, Event, Host, Limits, Logs, Report};
@@ -45,6 +50,8 @@ enum Command {
     Serve(ServeArgs),
     /// Build a function's directory (Python, JavaScript or Rust) into a component.
     Build(build::BuildArgs),
+    #[command(flatten)]
+    Client(client::Command),
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,7 +110,7 @@ pub fn main() -> ExitCode {
     // invocation id); a one-shot run keeps stderr for the guest's own logs.
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
-        Command::Run(_) | Command::Build(_) => "warn",
+        Command::Run(_) | Command::Build(_) | Command::Client(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -122,6 +129,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Build(args) => build::build(args),
         Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Client(command) => runtime.block_on(client::run(command)),
         Command::Serve(args) => match runtime.block_on(serve::serve(&args.config, args.listen)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
