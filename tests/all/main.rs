@@ -20,6 +20,7 @@ mod isolation;
 mod js_sdk;
 mod kv;
 mod limits;
+mod logs;
 mod messaging;
 mod nimbus_serve;
 mod outbound;

@@ -402,7 +402,7 @@ impl HostBuilder {
             hostcall_fuel: self.hostcall_fuel,
             max_resource_handles: self.max_resource_handles,
             max_http_response_bytes: self.max_http_response_bytes,
-            logs: LogStore::default(),
+            logs: LogStore::open(self.data_dir.as_deref(), &registry),
             services: Services {
                 kv,
                 blob,

@@ -112,29 +112,57 @@ impl Host {
         names
     }
 
-    /// Logs of the function's most recent invocations (up to 100 and 4 MiB
-    /// of output; those that succeeded without writing anything are not
-    /// kept), oldest first, or of one invocation.
+    /// Logs of the function's most recent invocations (the last 100 of
+    /// those kept: see [`Self::invocation_logs_tail`]), oldest first, or of
+    /// one invocation. Blocking: waits for the logs of invocations that
+    /// have finished to be committed, then reads them.
     pub fn invocation_logs(
         &self,
         tenant: &str,
         function: &str,
         invocation_id: Option<Uuid>,
     ) -> Vec<InvocationLogs> {
-        let key = (Arc::from(tenant), Arc::from(function));
         self.inner
             .runtime
             .logs
-            .by_function
-            .get(&key)
-            .map(|kept| {
-                kept.invocations
-                    .iter()
-                    .filter(|l| invocation_id.is_none_or(|id| l.invocation_id == id))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+            .list(tenant, function, invocation_id, 100)
+    }
+
+    /// Logs of the function's last `limit` invocations, oldest first. Kept
+    /// are the invocations that wrote output or did not succeed: per
+    /// function the last 1000, of the last 7 days, and at most 4 MiB of
+    /// output, in `<data_dir>/logs.redb` (in memory without a data
+    /// directory). Blocking, as [`Self::invocation_logs`].
+    pub fn invocation_logs_tail(
+        &self,
+        tenant: &str,
+        function: &str,
+        limit: usize,
+    ) -> Vec<InvocationLogs> {
+        self.inner.runtime.logs.list(tenant, function, None, limit)
+    }
+
+    /// The logs of each of the function's invocations from now on, as soon
+    /// as they are committed (what [`Self::invocation_logs`] would then
+    /// show). A receiver that falls behind by more than 256 entries gets
+    /// `RecvError::Lagged` and goes on with the newest.
+    pub fn follow_logs(
+        &self,
+        tenant: &str,
+        function: &str,
+    ) -> tokio::sync::broadcast::Receiver<Arc<InvocationLogs>> {
+        self.inner.runtime.logs.subscribe(tenant, function)
+    }
+
+    /// Deletes the kept logs of a function (those of invocations that
+    /// finished before the call included). Blocking.
+    pub fn delete_function_logs(&self, tenant: &str, function: &str) {
+        self.inner.runtime.logs.delete_function(tenant, function);
+    }
+
+    /// Deletes the kept logs of every function of a tenant. Blocking.
+    pub fn delete_tenant_logs(&self, tenant: &str) {
+        self.inner.runtime.logs.delete_tenant(tenant);
     }
 
     /// Removes a function; in-flight invocations finish.

@@ -20,7 +20,7 @@ use crate::capability::InvokeCx;
 use crate::error::Error;
 use crate::event::Event;
 use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation};
-use crate::logs::{InvocationLogs, Logs};
+use crate::logs::Logs;
 use crate::outcome::classify;
 use crate::report::Report;
 use crate::scheduler::{run_fairly, thread_cpu};
@@ -237,19 +237,7 @@ impl FunctionHandle {
         self.inner.meters.observe(&usage);
         let wrote = !(logs.stdout.is_empty() && logs.stderr.is_empty() && logs.entries.is_empty());
         if wrote || usage.outcome != Outcome::Success {
-            let f = &self.inner;
-            f.runtime.logs.keep(
-                &f.tenant.name,
-                &f.name,
-                InvocationLogs {
-                    invocation_id: usage.invocation_id,
-                    tenant: usage.tenant.clone(),
-                    function: usage.function.clone(),
-                    outcome: usage.outcome,
-                    started_at: usage.started_at.clone(),
-                    logs: logs.clone(),
-                },
-            );
+            self.inner.runtime.logs.keep(&usage, &logs);
         }
         Ok(Box::new(Report { usage, logs }))
     }
