@@ -168,6 +168,6 @@ async fn redeploy_replaces_and_keeps_in_flight_on_the_old_version() {
     assert!(host.deploy("t", "f", b"junk").await.is_err());
     assert_eq!(ok(host, "t", "f", "7").await, "3", "kept");
     assert_eq!(host.functions("t"), ["f"]);
-    host.remove_function("t", "f").expect("remove");
+    host.remove_function("t", "f").await.expect("remove");
     assert!(host.invoke("t", "f", event(b"7")).await.is_err());
 }

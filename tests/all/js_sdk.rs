@@ -179,7 +179,7 @@ backoff_max_ms = 100
     let context = &echo["context"];
     assert_eq!(context["awsRequestId"], id.as_str(), "{echo}");
     assert_eq!(context["functionName"], "events");
-    assert_eq!(context["functionVersion"], "$LATEST");
+    assert_eq!(context["functionVersion"], "1");
     assert_eq!(context["memoryLimitInMB"], (MEMORY >> 20).to_string());
     assert_eq!(
         context["invokedFunctionArn"],
@@ -602,7 +602,7 @@ async fn a_native_js_function_uses_every_service_through_the_sdk() {
     assert_eq!(a["id"], a_id.as_str(), "{a}");
     assert_eq!(a["tenant"], "acme");
     assert_eq!(a["functionName"], "svc");
-    assert_eq!(a["functionVersion"], "$LATEST");
+    assert_eq!(a["functionVersion"], "1");
     let limits = Limits::default();
     assert_eq!(a["memoryLimitBytes"], limits.max_memory_bytes, "{a}");
     let remaining = a["remainingMs"].as_u64().expect("remaining");

@@ -32,3 +32,4 @@ mod services;
 mod storage_api;
 mod thumbnail;
 mod triggers;
+mod versions;

@@ -448,7 +448,7 @@ async fn a_lambda_handler_gets_aws_shaped_events_and_its_context() {
         &json!({
             "aws_request_id": id,
             "function_name": "lam",
-            "function_version": "$LATEST",
+            "function_version": "1",
             "memory_limit_in_mb": "96",
             "invoked_function_arn": "arn:nimbus:lambda:nimbus:acme:function:lam",
             "log_group_name": "/nimbus/acme/lam",

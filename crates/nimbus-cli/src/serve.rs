@@ -1,4 +1,15 @@
 //! `nimbus serve --config nimbus.toml`: the gateway on its own listener.
+//!
+//! The config file declares; the deployment registry (`<data_dir>/
+//! registry.redb`) records. At start the registry's tenants, functions,
+//! versions, aliases and routes are restored (versions load in the
+//! background, from the compile cache when they can), then the file's
+//! tenants are declared (their limits from the file; keys created through
+//! the admin API kept) and the file's functions are published as a new
+//! version only if their bytes or config changed. The listener answers
+//! `/healthz` before any of that finishes; `/readyz` says 503 until it
+//! has, and a request for a function still loading waits for it (up to
+//! 10 s, then 503 with `Retry-After`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,8 +20,9 @@ use nimbus_triggers::{ObjectTrigger, ScheduleTrigger, TriggerOptions, Triggers};
 
 use crate::config::Config;
 
-/// Builds the host, gateway and triggers a config describes, deploying
-/// every function. Triggers are registered but not started.
+/// Builds the host, gateway and triggers a config describes. The file's
+/// functions are not deployed yet ([`deploy_functions`]); triggers are
+/// registered but not started.
 pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     let ledger = config.resolve(&config.ledger);
     let data_dir = config.resolve(&config.data_dir);
@@ -33,11 +45,12 @@ pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     }
     for (i, f) in config.functions.iter().enumerate() {
         let path = config.resolve(&f.component);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| format!("functions[{i}].component: {}: {e}", path.display()))?;
-        host.deploy_with(&f.tenant, &f.name, &bytes, f.spec())
-            .await
-            .map_err(|e| format!("functions[{i}] ({}/{}): {e}", f.tenant, f.name))?;
+        if !path.is_file() {
+            return Err(format!(
+                "functions[{i}].component: {}: no such file",
+                path.display()
+            ));
+        }
         if f.public {
             gateway = gateway.public_function(&f.tenant, &f.name);
         }
@@ -89,6 +102,38 @@ pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     Ok((gateway.build()?, triggers))
 }
 
+/// Publishes the file's functions whose bytes or config changed since the
+/// registry recorded them, a few at a time (compiling is bounded by the
+/// host anyway; reading and hashing 18 MB components is not free).
+pub async fn deploy_functions(host: &Host, config: &Config) -> Result<(), String> {
+    let mut jobs = tokio::task::JoinSet::new();
+    for (i, f) in config.functions.iter().enumerate() {
+        let path = config.resolve(&f.component);
+        let (host, tenant, name, spec) = (host.clone(), f.tenant.clone(), f.name.clone(), f.spec());
+        jobs.spawn(async move {
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| format!("functions[{i}].component: {}: {e}", path.display()))?;
+            host.declare_function(&tenant, &name, &bytes, spec)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("functions[{i}] ({tenant}/{name}): {e}"))
+        });
+    }
+    let mut first = Ok(());
+    while let Some(done) = jobs.join_next().await {
+        let r = done
+            .map_err(|e| format!("deploy task: {e}"))
+            .and_then(|r| r);
+        if let Err(e) = r
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
+    }
+    first
+}
+
 /// Resolves when the process is asked to stop (SIGTERM or ctrl-c).
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -124,11 +169,41 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
         .await
         .map_err(|e| format!("binding {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    // Events persisted before a crash are delivered now, while serving.
-    triggers.start();
     // Tests and scripts read this line to find the port.
     eprintln!("nimbus listening on http://{local}");
     tracing::info!(%local, "listening");
+
+    // Deploying the file's functions and loading the registry's versions
+    // go on while the listener answers; then triggers start (events
+    // persisted before a crash are delivered now) and /readyz says ready.
+    let host = gateway.host().clone();
+    let guard = host.loading_guard();
+    gateway.set_ready(false);
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let config = std::sync::Arc::new(config);
+    {
+        let (gw, host) = (gateway.clone(), host.clone());
+        let (triggers, config) = (triggers.clone(), config.clone());
+        tokio::spawn(async move {
+            let r = deploy_functions(&host, &config).await;
+            drop(guard);
+            host.loaded().await;
+            if r.is_ok() {
+                triggers.start();
+                gw.set_ready(true);
+                eprintln!("nimbus ready");
+            }
+            let _ = loaded_tx.send(r);
+        });
+    }
+    // A function of the file that cannot be deployed stops the server, as
+    // a bad config file does.
+    let failed = async {
+        match loaded_rx.await {
+            Ok(Err(e)) => e,
+            _ => std::future::pending().await,
+        }
+    };
 
     let drain = Duration::from_millis(config.drain_timeout_ms);
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
@@ -165,6 +240,7 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     tokio::select! {
         r = drained => r?,
         () = deadline => eprintln!("nimbus drain timeout: closing with requests in flight"),
+        e = failed => return Err(e),
     }
     eprintln!("nimbus stopped");
     Ok(())

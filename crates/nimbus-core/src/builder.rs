@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::host::Host;
 use crate::logs::LogStore;
 use crate::metrics::Metrics;
+use crate::registry::{DeploymentRegistry, RedbRegistry};
 use crate::runtime::{GuestThreads, Runtime, compile_parallelism};
 use crate::services::Services;
 use crate::usage::{JsonLinesLedger, UsageSink};
@@ -101,6 +102,7 @@ pub struct HostBuilder {
     max_http_response_bytes: usize,
     registry: Option<prometheus::Registry>,
     sink: Option<Arc<dyn UsageSink>>,
+    deployments: Option<Arc<dyn DeploymentRegistry>>,
     ledger_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     compile_cache: Option<PathBuf>,
@@ -130,6 +132,7 @@ impl Default for HostBuilder {
             max_http_response_bytes: 6 << 20,
             registry: None,
             sink: None,
+            deployments: None,
             ledger_path: None,
             data_dir: None,
             compile_cache: None,
@@ -273,6 +276,15 @@ impl HostBuilder {
     }
 
     /// Send usage records to a custom sink instead of a ledger file.
+    /// Where tenants, functions, versions, aliases and routes are recorded
+    /// (default: `<data_dir>/registry.redb`, or in memory without a data
+    /// dir). A host built on a registry that holds deployments restores
+    /// them: tenants at once, versions in the background.
+    pub fn deployment_registry(mut self, registry: Arc<dyn DeploymentRegistry>) -> Self {
+        self.deployments = Some(registry);
+        self
+    }
+
     pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
         self.sink = Some(sink);
         self
@@ -378,6 +390,16 @@ impl HostBuilder {
             })?)),
             None => None,
         };
+        let deployments: Arc<dyn DeploymentRegistry> = match (self.deployments, &self.data_dir) {
+            (Some(d), _) => d,
+            (None, Some(dir)) => Arc::new(
+                RedbRegistry::open(&dir.join("registry.redb"))
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            ),
+            (None, None) => {
+                Arc::new(RedbRegistry::in_memory().map_err(|e| Error::Config(e.to_string()))?)
+            }
+        };
         let registry = self.registry.unwrap_or_default();
         let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
         registry
@@ -414,7 +436,9 @@ impl HostBuilder {
             },
             _scratch: scratch,
         });
-        Ok(Host::new(runtime, registry))
+        let host = Host::new(runtime, registry, deployments);
+        host.restore()?;
+        Ok(host)
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) struct InvokeCx<'a> {
     pub services: &'a Services,
     pub tenant: &'a Arc<str>,
     pub function: &'a Arc<str>,
+    pub version: u32,
     pub invocation_id: uuid::Uuid,
     /// When the invocation's wall-clock budget runs out (the same instant
     /// the host's timeout fires at).

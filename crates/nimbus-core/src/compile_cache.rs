@@ -69,7 +69,10 @@ impl CompileCache {
     }
 
     fn key(&self, bytes: &[u8]) -> String {
-        let component: [u8; 32] = Sha256::digest(bytes).into();
+        self.key_of_digest(&Sha256::digest(bytes).into())
+    }
+
+    fn key_of_digest(&self, component: &[u8; 32]) -> String {
         let mut h = Sha256::new();
         h.update(component);
         h.update(self.engine);
@@ -192,6 +195,22 @@ pub(crate) fn load_or_compile(
         tracing::warn!(%key, "compile cache: cannot store the artifact: {e:#}");
     }
     Ok(component)
+}
+
+/// The component whose bytes hash to `component_sha256`, if `cache`
+/// holds its artifact for this engine: a restart loads what the registry
+/// recorded without reading (or hashing) the component's bytes. Counts a
+/// cache hit. Blocking.
+pub(crate) fn load_by_digest(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    component_sha256: &[u8; 32],
+    metrics: &Metrics,
+) -> Option<Component> {
+    let cache = cache?;
+    let component = cache.load(engine, &cache.key_of_digest(component_sha256))?;
+    metrics.cache_hit();
+    Some(component)
 }
 
 /// The digest `<key>.sha256` must hold for the artifact at `path`.

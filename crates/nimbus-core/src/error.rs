@@ -82,6 +82,30 @@ pub enum Error {
     #[error("wrong kind of invocation: {0}")]
     WrongKind(String),
 
+    /// The function (or the version asked for) is still loading after a
+    /// restart: retry shortly.
+    #[error("{0}")]
+    Loading(String),
+
+    /// The version could not be loaded (its component is missing from the
+    /// registry, or no longer compiles); the message says why.
+    #[error("{0}")]
+    Unavailable(String),
+
+    /// The change conflicts with what is there (a version an alias points
+    /// at, a rollback with nothing to go back to).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// An alias's routing that cannot be honoured.
+    #[error("invalid alias routing: {0}")]
+    InvalidRouting(String),
+
+    /// The deployment registry could not be read or written: the change
+    /// was not made.
+    #[error("deployment registry: {0}")]
+    Registry(String),
+
     /// The host could not be built with the given configuration.
     #[error("host configuration: {0}")]
     Config(String),

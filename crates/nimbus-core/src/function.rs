@@ -30,19 +30,27 @@ pub(crate) struct FunctionInner {
     pub runtime: Arc<Runtime>,
     pub tenant: Arc<Tenant>,
     pub name: Arc<str>,
+    /// The immutable version this handle runs (1, 2, …).
+    pub version: u32,
     pub kind: Kind,
+    /// Kept to rebuild the handle when the tenant's limits change.
+    pub component: wasmtime::component::Component,
+    pub config: crate::limits::FunctionConfig,
     /// The tenant's limits with this function's overrides applied.
     pub limits: Limits,
     /// This function's own concurrency slots, if it overrides the tenant's.
     pub slots: Option<Arc<Semaphore>>,
     /// What each capability made of the function's grants.
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
     pub meters: Arc<FunctionMeters>,
+    /// This version's invocations, for `nimbus_function_version_invocations_total`.
+    pub version_invocations: Arc<std::sync::atomic::AtomicU64>,
     /// Deploy's notes on imports nothing is granted for.
     pub ungranted: Vec<String>,
 }
 
 /// Which world a deployed component serves, with its pre-instantiation.
+#[derive(Clone)]
 pub(crate) enum Kind {
     /// `nimbus:function/handler`: CloudEvents in, response out.
     Event(FunctionPre<InvocationState>),
@@ -62,6 +70,7 @@ impl std::fmt::Debug for FunctionHandle {
         f.debug_struct("FunctionHandle")
             .field("tenant", &self.inner.tenant.name)
             .field("function", &self.inner.name)
+            .field("version", &self.inner.version)
             .finish()
     }
 }
@@ -73,6 +82,20 @@ impl FunctionHandle {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The immutable version this handle runs.
+    pub fn version(&self) -> u32 {
+        self.inner.version
+    }
+
+    /// `"http"`, `"event"` or `"http+event"`: which exports it serves.
+    pub fn kind(&self) -> &'static str {
+        match (self.is_http(), self.handles_events()) {
+            (true, true) => "http+event",
+            (true, false) => "http",
+            _ => "event",
+        }
     }
 
     /// Whether this function serves HTTP requests with its

@@ -12,16 +12,28 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::event::Event;
 use crate::function::{FunctionHandle, Invocation};
-use crate::limits::Limits;
 use crate::logs::InvocationLogs;
+use crate::registry::{DeploymentRegistry, RouteRecord};
 use crate::runtime::Runtime;
-use crate::tenant::{Tenant, check_name};
+use crate::tenant::Tenant;
+use crate::versions::{FunctionState, Selector};
 
 pub(crate) struct HostInner {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) registry: prometheus::Registry,
     pub(crate) tenants: DashMap<Arc<str>, Arc<Tenant>>,
-    pub(crate) functions: DashMap<(Arc<str>, Arc<str>), FunctionHandle>,
+    /// Tenants `add_tenant` registered in this process (a second call is
+    /// refused); tenants restored from the registry may be declared again.
+    pub(crate) declared: DashMap<Arc<str>, ()>,
+    pub(crate) functions: DashMap<(Arc<str>, Arc<str>), Arc<FunctionState>>,
+    /// Where deployments are recorded before they show in memory.
+    pub(crate) deployments: Arc<dyn DeploymentRegistry>,
+    /// Registry changes, one at a time, so none is lost to another.
+    pub(crate) changes: tokio::sync::Mutex<()>,
+    /// Versions (and declared functions) loading now.
+    pub(crate) loading: tokio::sync::watch::Sender<usize>,
+    /// Gateway routes created through the admin API.
+    pub(crate) routes: std::sync::RwLock<Vec<RouteRecord>>,
 }
 
 /// An embeddable, multi-tenant function host. Cheap to clone.
@@ -40,13 +52,22 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    pub(crate) fn new(runtime: Arc<Runtime>, registry: prometheus::Registry) -> Self {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        registry: prometheus::Registry,
+        deployments: Arc<dyn DeploymentRegistry>,
+    ) -> Self {
         Self {
             inner: Arc::new(HostInner {
                 runtime,
                 registry,
                 tenants: DashMap::new(),
+                declared: DashMap::new(),
                 functions: DashMap::new(),
+                deployments,
+                changes: tokio::sync::Mutex::new(()),
+                loading: tokio::sync::watch::Sender::new(0),
+                routes: std::sync::RwLock::new(Vec::new()),
             }),
         }
     }
@@ -63,25 +84,6 @@ impl Host {
             .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
     }
 
-    /// Registers a tenant. Its functions get `limits`; nothing else is granted.
-    pub fn add_tenant(&self, name: &str, limits: Limits) -> Result<(), Error> {
-        check_name("tenant", name)?;
-        self.inner.runtime.check_limits(name, &limits)?;
-        let tenant = Arc::new(Tenant::new(name, limits));
-        match self.inner.tenants.entry(tenant.name.clone()) {
-            dashmap::Entry::Occupied(_) => Err(Error::TenantExists(name.to_string())),
-            dashmap::Entry::Vacant(v) => {
-                v.insert(tenant);
-                Ok(())
-            }
-        }
-    }
-
-    /// The limits a tenant was registered with.
-    pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, Error> {
-        Ok(self.tenant(tenant)?.limits)
-    }
-
     pub(crate) fn tenant(&self, name: &str) -> Result<Arc<Tenant>, Error> {
         self.inner
             .tenants
@@ -90,13 +92,10 @@ impl Host {
             .ok_or_else(|| Error::NotFound(format!("tenant `{name}`")))
     }
 
-    /// The current version of a deployed function.
+    /// The version of a deployed function its `live` alias points at (for
+    /// a split, the one this call is routed to).
     pub fn function(&self, tenant: &str, name: &str) -> Result<FunctionHandle, Error> {
-        self.inner
-            .functions
-            .get(&(Arc::from(tenant), Arc::from(name)))
-            .map(|f| f.clone())
-            .ok_or_else(|| Error::NotFound(format!("function `{name}` of tenant `{tenant}`")))
+        self.function_at(tenant, name, &Selector::Live)
     }
 
     /// Names of a tenant's deployed functions, sorted.
@@ -165,13 +164,66 @@ impl Host {
         self.inner.runtime.logs.delete_tenant(tenant);
     }
 
-    /// Removes a function; in-flight invocations finish.
-    pub fn remove_function(&self, tenant: &str, name: &str) -> Result<(), Error> {
+    /// Removes a function, every version and alias; in-flight invocations
+    /// finish.
+    pub async fn remove_function(&self, tenant: &str, name: &str) -> Result<(), Error> {
+        let _one_at_a_time = self.inner.changes.lock().await;
+        let key = (Arc::from(tenant), Arc::from(name));
+        if !self.inner.functions.contains_key(&key) {
+            return Err(Error::NotFound(format!(
+                "function `{name}` of tenant `{tenant}`"
+            )));
+        }
+        let (t, n) = (tenant.to_string(), name.to_string());
+        self.registry_call(move |r| r.delete_function(&t, &n))
+            .await?;
+        self.inner.functions.remove(&key);
+        let (host, t, n) = (self.clone(), tenant.to_string(), name.to_string());
+        let _ = tokio::task::spawn_blocking(move || host.delete_function_logs(&t, &n)).await;
+        Ok(())
+    }
+
+    /// Routes created through the admin API (recorded in the registry).
+    pub fn routes(&self) -> Vec<RouteRecord> {
         self.inner
-            .functions
-            .remove(&(Arc::from(tenant), Arc::from(name)))
-            .map(|_| ())
-            .ok_or_else(|| Error::NotFound(format!("function `{name}` of tenant `{tenant}`")))
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds a route (replacing one with the same host and path), recorded.
+    pub async fn put_route(&self, route: RouteRecord) -> Result<(), Error> {
+        self.tenant(&route.tenant)?;
+        let _one_at_a_time = self.inner.changes.lock().await;
+        let saved = route.clone();
+        self.registry_call(move |r| r.put_route(&saved)).await?;
+        let mut routes = self
+            .inner
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        routes.retain(|r| !(r.host == route.host && r.path == route.path));
+        routes.push(route);
+        Ok(())
+    }
+
+    /// Removes the route with that host and path.
+    pub async fn delete_route(&self, host: Option<&str>, path: &str) -> Result<(), Error> {
+        let _one_at_a_time = self.inner.changes.lock().await;
+        let (h, p) = (host.map(String::from), path.to_string());
+        if !self
+            .registry_call(move |r| r.delete_route(h.as_deref(), &p))
+            .await?
+        {
+            return Err(Error::NotFound(format!("route {path}")));
+        }
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|r| !(r.host.as_deref() == host && r.path == path));
+        Ok(())
     }
 
     /// The blob store behind `wasi:blobstore` and the storage API.

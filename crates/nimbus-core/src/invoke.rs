@@ -218,6 +218,7 @@ impl FunctionHandle {
             billed_duration_ms: billed,
             memory_byte_ms: peak_memory_bytes.saturating_mul(billed),
             started_at: humantime::format_rfc3339_micros(started_at).to_string(),
+            function_version: self.inner.version,
             ..UsageRecord::new(
                 invocation_id,
                 &self.inner.tenant.name,
@@ -235,6 +236,9 @@ impl FunctionHandle {
             return Err(Error::Ledger(e));
         }
         self.inner.meters.observe(&usage);
+        self.inner
+            .version_invocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wrote = !(logs.stdout.is_empty() && logs.stderr.is_empty() && logs.entries.is_empty());
         if wrote || usage.outcome != Outcome::Success {
             self.inner.runtime.logs.keep(&usage, &logs);
@@ -270,6 +274,7 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
             services: &rt.services,
             tenant: &f.tenant.name,
             function: &f.name,
+            version: f.version,
             invocation_id,
             deadline,
             limits: &limits,

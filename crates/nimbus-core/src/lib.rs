@@ -42,20 +42,28 @@ mod limits;
 mod logs;
 mod metrics;
 mod outcome;
+mod registry;
 mod report;
+mod restore;
 mod runtime;
 mod scheduler;
 mod services;
 mod state;
 mod tenant;
 mod usage;
+mod versions;
 
 pub use builder::{HostBuilder, PoolConfig};
 pub use error::Error;
 pub use event::{Event, GuestError, Response};
 pub use function::{FunctionHandle, HttpInvocation, Invocation};
 pub use host::Host;
+pub use registry::{
+    AliasRecord, DeploymentRegistry, FunctionRecord, KeyRecord, RateLimitRecord, RedbRegistry,
+    RegistryError, RouteRecord, Snapshot, TenantRecord, VersionRecord, Weighted,
+};
 pub use report::Report;
+pub use versions::{KEPT_UNREFERENCED_VERSIONS, LIVE, LoadingGuard, Selector};
 
 /// Re-exported for building HTTP requests and responses.
 pub use bytes::Bytes;

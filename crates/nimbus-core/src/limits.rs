@@ -13,13 +13,15 @@ use std::time::Duration;
 /// | `max_blob_bytes` | 10 GiB | blob writes past it fail (naming the quota), nothing is written |
 /// | `cpu_weight` | 1 | the fair CPU scheduler: tenants competing for the host's guest threads get CPU time in proportion to their weights |
 /// | `max_tenant_memory_bytes` | 4 GiB | admission: while the tenant's running instances hold this much linear memory together, its next invocation is throttled (running ones are never killed for it) |
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Fuel per invocation (about one unit per wasm instruction).
     pub fuel: u64,
     /// Linear memory per instance, summed over the instance's memories.
     pub max_memory_bytes: u64,
     /// Wall-clock deadline per invocation.
+    #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
     /// Invocations of this tenant running at once.
     pub max_concurrency: u32,
@@ -105,11 +107,20 @@ impl Limits {
 /// Per-function overrides of the tenant's [`Limits`] (`None`: the tenant's
 /// value). A function's `max_concurrency` applies in addition to the
 /// tenant's: both must have a free slot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FunctionLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory_bytes: Option<u64>,
+    #[serde(
+        rename = "timeout_ms",
+        with = "millis_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
 }
 
@@ -132,7 +143,12 @@ impl FunctionLimits {
 
 /// Everything a deploy can say about one function: limit overrides and
 /// grants. Anything not granted is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Serialized (in the registry, and the admin API's version listing) with
+/// the grants under the same keys as the config file and the
+/// `x-nimbus-grants` header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FunctionConfig {
     pub limits: FunctionLimits,
     /// The function's `wasi:config/store` values: the only keys it can read.
@@ -171,5 +187,36 @@ impl From<FunctionLimits> for FunctionConfig {
             limits,
             ..Self::default()
         }
+    }
+}
+
+/// A `Duration` as whole milliseconds, as every `*_ms` key of the config
+/// file and the admin API has it.
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod millis_opt {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        <Option<u64> as serde::Deserialize>::deserialize(d).map(|o| o.map(Duration::from_millis))
     }
 }

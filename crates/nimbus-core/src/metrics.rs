@@ -8,6 +8,7 @@
 //! metric families on scrape. Meters are resolved once, at deploy; the hot
 //! path only touches atomics.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -106,6 +107,9 @@ pub(crate) struct FunctionMeters {
     // which one busy tenant reaches in months.
     memory_byte_ms: Mutex<u128>,
     in_flight: AtomicI64,
+    /// Invocations per version; each handle holds its version's counter,
+    /// so counting costs one atomic add.
+    versions: Mutex<BTreeMap<u32, Arc<AtomicU64>>>,
 }
 
 impl FunctionMeters {
@@ -124,6 +128,16 @@ impl FunctionMeters {
             .unwrap_or_else(PoisonError::into_inner) += u128::from(r.memory_byte_ms);
         self.tenant.duration.observe(r.wall_duration_us);
         self.tenant.peak_memory.observe(r.peak_memory_bytes);
+    }
+
+    /// The invocation counter of `version`.
+    pub(crate) fn version(&self, version: u32) -> Arc<AtomicU64> {
+        self.versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(version)
+            .or_default()
+            .clone()
     }
 
     /// Marks one invocation in flight until the guard drops.
@@ -236,6 +250,11 @@ const COMPILATIONS: Family = Family {
 const CACHE_HITS: Family = Family {
     name: "nimbus_component_cache_hits_total",
     help: "Deploys that loaded the component's compiled artifact from the compile cache instead of compiling it.",
+    kind: MetricType::COUNTER,
+};
+const VERSION_INVOCATIONS: Family = Family {
+    name: "nimbus_function_version_invocations_total",
+    help: "Invocations (every outcome) by the function version that ran them; its sum over versions is nimbus_invocations_total's.",
     kind: MetricType::COUNTER,
 };
 const MESSAGES: Family = Family {
@@ -374,6 +393,7 @@ impl Metrics {
             desc(&BLOB_STORED, &["tenant"]),
             desc(&COMPILATIONS, &[]),
             desc(&CACHE_HITS, &[]),
+            desc(&VERSION_INVOCATIONS, &["tenant", "function", "version"]),
         ];
         for (i, c) in COUNTERS.iter().enumerate() {
             if i > 0 && std::ptr::eq(COUNTERS[i - 1].family, c.family) {
@@ -427,6 +447,7 @@ impl Metrics {
                     counters: Default::default(),
                     memory_byte_ms: Mutex::new(0),
                     in_flight: AtomicI64::new(0),
+                    versions: Mutex::default(),
                 })
             })
             .clone()
@@ -478,6 +499,7 @@ impl Collector for Metrics {
         tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
 
         let mut invocations = Vec::new();
+        let mut by_version = Vec::new();
         let (mut memory, mut in_flight) = (Vec::new(), Vec::new());
         let mut counters: Vec<Vec<proto::Metric>> = COUNTERS.iter().map(|_| Vec::new()).collect();
         for m in &functions {
@@ -500,6 +522,17 @@ impl Collector for Metrics {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             memory.push(counter(byte_ms as f64 / 1e3, &tf));
+            for (v, n) in m
+                .versions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                by_version.push(counter(
+                    n.load(Relaxed) as f64,
+                    &[tf[0], tf[1], ("version", &v.to_string())],
+                ));
+            }
             let mut g = proto::Gauge::default();
             g.set_value(m.in_flight.load(Relaxed) as f64);
             let mut gm = proto::Metric::default();
@@ -552,6 +585,7 @@ impl Collector for Metrics {
                 &CACHE_HITS,
                 vec![counter(self.cache_hits.load(Relaxed) as f64, &[])],
             ),
+            family(&VERSION_INVOCATIONS, by_version),
         ];
         // Rows of one family are adjacent in COUNTERS: merge their series.
         for (row, series) in COUNTERS.iter().zip(counters) {

@@ -71,6 +71,10 @@ pub struct UsageRecord {
     pub invocation_id: Uuid,
     pub tenant: String,
     pub function: String,
+    /// The function version that ran (0 in records written before Nimbus
+    /// kept versions).
+    #[serde(default)]
+    pub function_version: u32,
     pub outcome: Outcome,
     /// Fuel consumed by the guest (0 when throttled).
     pub fuel_consumed: u64,
@@ -147,6 +151,7 @@ impl UsageRecord {
             invocation_id,
             tenant: tenant.to_string(),
             function: function.to_string(),
+            function_version: 0,
             outcome,
             fuel_consumed: 0,
             peak_memory_bytes: 0,

@@ -3,6 +3,7 @@
 
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::Gateway;
@@ -65,6 +66,46 @@ pub(crate) fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), Respo
     }
 }
 
+/// Whether the sha256 of `given` is one of `hashes` (keys created through
+/// the admin API are kept only as hashes). Compared like [`key_matches`]:
+/// every hash, in constant time.
+fn hash_matches(given: &str, hashes: &[[u8; 32]]) -> bool {
+    let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    let found = hashes.iter().fold(Choice::from(0), |found, h| {
+        found | digest.as_slice().ct_eq(h.as_slice())
+    });
+    !given.is_empty() && bool::from(found)
+}
+
+/// Whether `given` is one of `tenant`'s keys: declared to the gateway (the
+/// config file) or created through the admin API.
+fn tenant_key_matches(gw: &Gateway, tenant: &str, given: &str) -> bool {
+    let gate = gw.tenant_gate(tenant);
+    let keys = gate.as_ref().map(|g| g.keys.as_slice()).unwrap_or_default();
+    let hashes = gw.host().tenant_key_hashes(tenant);
+    // Both checks always run: which one matched is not told by the time.
+    let declared = key_matches(given, keys);
+    let recorded = hash_matches(given, hashes.as_deref().unwrap_or_default());
+    // A declared key of a tenant deleted through the admin API is refused
+    // like its recorded keys (which went with it).
+    (declared && hashes.is_some()) | recorded
+}
+
+/// The key check of an invocation: one of the tenant's keys, or an admin
+/// key (an operator may invoke any function, as `nimbus invoke` does).
+pub(crate) fn check_invoke_key(
+    gw: &Gateway,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let admin = bearer(headers)
+        .is_some_and(|k| !gw.inner.admin_keys.is_empty() && key_matches(k, &gw.inner.admin_keys));
+    if admin {
+        return Ok(());
+    }
+    check_tenant_key(gw, tenant, headers)
+}
+
 /// The key check of invocations, for every tenant API: the bearer key must
 /// be one of `tenant`'s keys.
 pub(crate) fn check_tenant_key(
@@ -72,10 +113,8 @@ pub(crate) fn check_tenant_key(
     tenant: &str,
     headers: &HeaderMap,
 ) -> Result<(), Response> {
-    let gate = gw.tenant_gate(tenant);
-    let keys = gate.as_ref().map(|g| g.keys.as_slice()).unwrap_or_default();
     match bearer(headers) {
-        Some(k) if key_matches(k, keys) => Ok(()),
+        Some(k) if tenant_key_matches(gw, tenant, k) => Ok(()),
         Some(_) => Err(unauthorized("invalid API key for this tenant")),
         None => Err(unauthorized(
             "missing `Authorization: Bearer <tenant API key>`",
@@ -121,5 +160,14 @@ mod tests {
         }
         assert!(!key_matches("anything", &[]));
         assert!(!key_matches("", &[String::new()]));
+    }
+
+    #[test]
+    fn hashed_keys_match_exactly() {
+        let h: [u8; 32] = Sha256::digest(b"nbk_secret").into();
+        assert!(hash_matches("nbk_secret", &[[0; 32], h]));
+        for bad in ["", "nbk_secre", "nbk_secrets"] {
+            assert!(!hash_matches(bad, &[h]), "{bad:?}");
+        }
     }
 }

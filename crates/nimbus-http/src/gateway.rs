@@ -104,8 +104,8 @@ impl GatewayBuilder {
                 ));
             }
         }
-        // Most specific first: host-bound before host-less, longer prefixes first.
-        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path_prefix.len())));
+        let static_routes = std::mem::take(&mut routes);
+        let routes = merge_routes(&static_routes, &self.host);
         let public = DashMap::new();
         for key in self.public {
             public.insert(key, ());
@@ -117,7 +117,9 @@ impl GatewayBuilder {
                 admin_keys: self.admin_keys,
                 tenants: RwLock::new(tenants),
                 routes: RwLock::new(routes),
+                static_routes,
                 public,
+                recorded_limiters: DashMap::new(),
                 max_body_bytes: self.max_body_bytes,
                 ready: AtomicBool::new(true),
                 storage_requests,
@@ -126,11 +128,20 @@ impl GatewayBuilder {
     }
 }
 
-/// What the gateway holds for a tenant: the host knows nothing of keys and
-/// rate limits.
+/// What the gateway holds for a tenant declared to its builder (the
+/// config file's keys, in memory only, and rate limit). Tenants created
+/// through the admin API have their key hashes and rate limit in the
+/// host's registry instead.
 pub(crate) struct TenantGate {
     pub(crate) keys: Vec<String>,
     pub(crate) limiter: Option<DefaultDirectRateLimiter>,
+}
+
+/// A rate limiter built from a tenant's recorded rate limit, rebuilt when
+/// the record changes.
+pub(crate) struct RecordedLimiter {
+    pub(crate) rate: nimbus_core::RateLimitRecord,
+    pub(crate) limiter: DefaultDirectRateLimiter,
 }
 
 pub(crate) struct Inner {
@@ -138,7 +149,10 @@ pub(crate) struct Inner {
     pub(crate) admin_keys: Vec<String>,
     tenants: RwLock<HashMap<String, Arc<TenantGate>>>,
     routes: RwLock<Vec<Route>>,
+    /// The builder's (config file's) routes.
+    static_routes: Vec<Route>,
     public: DashMap<(String, String), ()>,
+    pub(crate) recorded_limiters: DashMap<String, Arc<RecordedLimiter>>,
     max_body_bytes: usize,
     pub(crate) ready: AtomicBool,
     pub(crate) storage_requests: nimbus_core::prometheus::IntCounterVec,
@@ -177,20 +191,57 @@ impl Gateway {
         self.inner.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Public in the builder (the config file) or made public through the
+    /// admin API (recorded with the function).
     pub(crate) fn is_public(&self, tenant: &str, function: &str) -> bool {
-        self.inner
-            .public
-            .contains_key(&(tenant.to_string(), function.to_string()))
+        self.inner.host.is_public(tenant, function)
+            || self
+                .inner
+                .public
+                .contains_key(&(tenant.to_string(), function.to_string()))
     }
 
-    /// Makes a function public or key-protected from now on.
-    pub(crate) fn set_public(&self, tenant: &str, function: &str, public: bool) {
-        let key = (tenant.to_string(), function.to_string());
-        if public {
-            self.inner.public.insert(key, ());
-        } else {
-            self.inner.public.remove(&key);
+    /// The limiter of a tenant's recorded rate limit, if it has one.
+    pub(crate) fn recorded_limiter(&self, tenant: &str) -> Option<Arc<RecordedLimiter>> {
+        let rate = self.inner.host.tenant_record(tenant).ok()?.rate_limit?;
+        if let Some(l) = self.inner.recorded_limiters.get(tenant)
+            && l.rate == rate
+        {
+            return Some(l.clone());
         }
+        let per_second = NonZeroU32::new(rate.per_second)?;
+        let burst = NonZeroU32::new(rate.burst.max(1)).unwrap_or(per_second);
+        let l = Arc::new(RecordedLimiter {
+            rate,
+            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+        });
+        self.inner
+            .recorded_limiters
+            .insert(tenant.to_string(), l.clone());
+        Some(l)
+    }
+
+    /// The route table, most specific first.
+    pub(crate) fn route_table(&self) -> Vec<Route> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Drops what the gateway cached of a deleted tenant (its recorded
+    /// rate limiter); its builder-declared keys stay refused only if the
+    /// host no longer knows it (invocations need its functions).
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
+        self.inner.recorded_limiters.remove(tenant);
+    }
+
+    /// Rebuilds the route table from the builder's routes and the host's
+    /// recorded ones (after the admin API changed those).
+    pub(crate) fn refresh_routes(&self) {
+        let merged = merge_routes(&self.inner.static_routes, &self.inner.host);
+        *self.inner.routes.write().unwrap_or_else(|e| e.into_inner()) = merged;
     }
 
     pub(crate) fn tenant_gate(&self, tenant: &str) -> Option<Arc<TenantGate>> {
@@ -201,6 +252,29 @@ impl Gateway {
             .get(tenant)
             .cloned()
     }
+}
+
+/// The builder's routes and the host's recorded ones (the builder's win on
+/// the same host and path), most specific first: host-bound before
+/// host-less, longer prefixes first.
+fn merge_routes(static_routes: &[Route], host: &Host) -> Vec<Route> {
+    let mut routes = static_routes.to_vec();
+    for r in host.routes() {
+        if !routes
+            .iter()
+            .any(|s| s.host == r.host && s.path_prefix == r.path)
+        {
+            routes.push(Route {
+                path_prefix: r.path,
+                host: r.host,
+                tenant: r.tenant,
+                function: r.function,
+                public: r.public,
+            });
+        }
+    }
+    routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path_prefix.len())));
+    routes
 }
 
 /// `nimbus_storage_requests_total`, registered in the host's registry. A

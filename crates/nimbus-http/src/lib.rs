@@ -49,5 +49,12 @@ pub use gateway::{Gateway, GatewayBuilder, RateLimit, Route};
 /// Response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 
+/// Response header: the function version that ran the invocation.
+pub const VERSION_HEADER: &str = "x-nimbus-function-version";
+
+/// Response header: how the invocation ended (`success`, `trap`, … — the
+/// usage record's `outcome`).
+pub const OUTCOME_HEADER: &str = "x-nimbus-outcome";
+
 /// Default request body limit: 6 MiB, as Lambda's synchronous payload.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 << 20;

@@ -87,6 +87,18 @@ impl Reply {
         self
     }
 
+    /// One of `statuses`, showing the body when it is none of them.
+    #[track_caller]
+    pub fn expect_status_in(self, statuses: &[u16]) -> Self {
+        assert!(
+            statuses.contains(&self.status.as_u16()),
+            "status {}: {}",
+            self.status,
+            self.text()
+        );
+        self
+    }
+
     /// An error reply: the status, and a JSON error containing `needle`.
     #[track_caller]
     pub fn expect_error(self, status: u16, needle: &str) -> Self {

@@ -99,8 +99,25 @@ pub struct NimbusServe {
 
 impl NimbusServe {
     /// Starts `nimbus serve --config CONFIG --listen 127.0.0.1:0` in `cwd`
-    /// and waits for its `nimbus listening on` line.
+    /// and waits for its `nimbus ready` line: listening, every function of
+    /// the file deployed and every recorded version loaded.
     pub fn start(config: &Path, cwd: &Path) -> Self {
+        let server = Self::start_listening(config, cwd);
+        let deadline = Instant::now() + Duration::from_secs(400);
+        while !server.log().lines().any(|l| l == "nimbus ready") {
+            assert!(
+                Instant::now() < deadline,
+                "nimbus serve did not get ready:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server
+    }
+
+    /// Starts `nimbus serve` and waits only for its `nimbus listening on`
+    /// line (functions may still be loading).
+    pub fn start_listening(config: &Path, cwd: &Path) -> Self {
         let mut child = nimbus()
             .current_dir(cwd)
             .arg("serve")
@@ -131,10 +148,7 @@ impl NimbusServe {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
-        // It compiles every configured function before it listens: a cold
-        // debug compile of a 14–18 MB Python or JS component on a busy
-        // machine takes minutes (then the compile cache makes it instant).
-        match rx.recv_timeout(Duration::from_secs(400)) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addr) => server.addr = addr.parse().expect("listening address"),
             Err(_) => panic!("nimbus serve did not start:\n{}", server.log()),
         }

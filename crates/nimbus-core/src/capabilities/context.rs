@@ -13,10 +13,6 @@ use crate::error::Error;
 use crate::logs::Logs;
 use crate::usage::UsageRecord;
 
-/// What deploys report as a function's version until the host keeps
-/// versions (Lambda's name for the unpublished one).
-const VERSION: &str = "$LATEST";
-
 pub(crate) struct Context {
     invocation: Invocation,
     deadline: tokio::time::Instant,
@@ -40,7 +36,7 @@ impl Capability for Context {
                 id: cx.invocation_id.to_string(),
                 tenant: str_of(cx.tenant),
                 function_name: str_of(cx.function),
-                function_version: VERSION.to_string(),
+                function_version: cx.version.to_string(),
                 memory_limit_bytes: cx.limits.max_memory_bytes,
                 timeout_ms: u64::try_from(cx.limits.timeout.as_millis()).unwrap_or(u64::MAX),
             },

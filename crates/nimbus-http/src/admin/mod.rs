@@ -1,7 +1,10 @@
-//! The admin API of functions, for operators with an admin key: list,
-//! inspect, deploy (`PUT` a component, with limits, access and grants),
-//! delete, and read a function's invocation logs. The admin routes of
-//! queues are the queue API's ([`crate::queues`]).
+//! The admin API, for operators with an admin key. Functions here: list,
+//! inspect, deploy (`PUT` a component, with limits, access and grants: a
+//! new version, and an alias moved to it), delete. Versions and aliases
+//! are in `versions.rs`, tenants in `tenants.rs`, routes in `routes.rs`,
+//! logs in `logs.rs`; the admin routes of queues are the queue API's
+//! ([`crate::queues`]). Every change is recorded in the host's deployment
+//! registry before it is answered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,10 +16,13 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use http::{HeaderMap, StatusCode};
-use nimbus_core::{Error, FunctionConfig, FunctionHandle, FunctionLimits};
+use nimbus_core::{Error, FunctionConfig, FunctionHandle, FunctionLimits, LIVE, Selector};
 use serde::Deserialize;
 
 mod logs;
+mod routes;
+mod tenants;
+mod versions;
 
 use crate::Gateway;
 use crate::auth::{check_admin, known_tenant};
@@ -34,6 +40,9 @@ pub const GRANTS_HEADER: &str = "x-nimbus-grants";
 
 pub(crate) fn routes() -> Router<Gateway> {
     Router::new()
+        .merge(tenants::routes())
+        .merge(versions::routes())
+        .merge(routes::routes())
         .route("/admin/v1/tenants/{tenant}/functions", get(list))
         .route(
             "/admin/v1/tenants/{tenant}/functions/{name}",
@@ -45,32 +54,68 @@ pub(crate) fn routes() -> Router<Gateway> {
         )
 }
 
-fn function_json(f: &FunctionHandle, public: bool) -> serde_json::Value {
+/// A function as the admin API shows it: the version `live` points at
+/// (for a split, its first version), every alias and version.
+pub(crate) fn function_json(gw: &Gateway, f: &FunctionHandle) -> serde_json::Value {
     let l = f.limits();
+    let record = gw.host().function_record(f.tenant(), f.name()).ok();
+    let aliases: serde_json::Map<String, serde_json::Value> = record
+        .iter()
+        .flat_map(|r| r.aliases.iter())
+        .map(|(name, a)| (name.clone(), versions::alias_json(a)))
+        .collect();
+    let version_numbers: Vec<u32> = record
+        .iter()
+        .flat_map(|r| r.versions.iter().map(|v| v.version))
+        .collect();
     serde_json::json!({
         "tenant": f.tenant(),
         "function": f.name(),
-        "kind": match (f.is_http(), f.handles_events()) {
-            (true, true) => "http+event",
-            (true, false) => "http",
-            _ => "event",
-        },
+        "version": f.version(),
+        "kind": f.kind(),
         "ungranted_imports": f.ungranted_imports(),
-        "public": public,
+        "public": gw.is_public(f.tenant(), f.name()),
         "limits": {
             "fuel": l.fuel,
             "max_memory_bytes": l.max_memory_bytes,
             "timeout_ms": l.timeout.as_millis() as u64,
             "max_concurrency": l.max_concurrency,
         },
+        "aliases": aliases,
+        "versions": version_numbers,
     })
 }
 
-/// The deployed function, 404 otherwise.
-pub(crate) fn function(gw: &Gateway, tenant: &str, name: &str) -> Result<FunctionHandle, Response> {
-    gw.host()
-        .function(tenant, name)
-        .map_err(|e| not_found(&e.to_string()))
+/// The version of the function its `live` alias points at (the first
+/// of a split), waiting briefly if it is still loading; 404 otherwise.
+pub(crate) async fn function(
+    gw: &Gateway,
+    tenant: &str,
+    name: &str,
+) -> Result<FunctionHandle, Response> {
+    let host = gw.host();
+    let selector = match host.function_record(tenant, name) {
+        Ok(r) => match r.aliases.get(LIVE).and_then(|a| a.routing.first()) {
+            Some(w) => Selector::Version(w.version),
+            None => Selector::Live,
+        },
+        Err(e) => return Err(not_found(&e.to_string())),
+    };
+    host.function_ready(tenant, name, &selector, Duration::from_secs(10))
+        .await
+        .map_err(core_error)
+}
+
+/// The status of a host core error outside an invocation.
+pub(crate) fn core_error(e: Error) -> Response {
+    let status = match &e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::TenantExists(_) | Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Loading(_) | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Registry(_) | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, &e.to_string(), None)
 }
 
 async fn list(
@@ -80,13 +125,12 @@ async fn list(
 ) -> Result<Response, Response> {
     check_admin(&gw, &headers)?;
     known_tenant(&gw, &tenant)?;
-    let host = gw.host();
-    let functions: Vec<serde_json::Value> = host
-        .functions(&tenant)
-        .iter()
-        .filter_map(|name| host.function(&tenant, name).ok())
-        .map(|f| function_json(&f, gw.is_public(f.tenant(), f.name())))
-        .collect();
+    let mut functions = Vec::new();
+    for name in gw.host().functions(&tenant) {
+        if let Ok(f) = function(&gw, &tenant, &name).await {
+            functions.push(function_json(&gw, &f));
+        }
+    }
     Ok(axum::Json(serde_json::json!({ "functions": functions })).into_response())
 }
 
@@ -96,8 +140,8 @@ async fn inspect(
     headers: HeaderMap,
 ) -> Result<Response, Response> {
     check_admin(&gw, &headers)?;
-    let f = function(&gw, &tenant, &name)?;
-    Ok(axum::Json(function_json(&f, gw.is_public(&tenant, &name))).into_response())
+    let f = function(&gw, &tenant, &name).await?;
+    Ok(axum::Json(function_json(&gw, &f)).into_response())
 }
 
 /// Query parameters of a deploy: per-function limit overrides and access.
@@ -109,6 +153,8 @@ struct DeployParams {
     timeout_ms: Option<u64>,
     max_concurrency: Option<u32>,
     public: Option<bool>,
+    /// The alias moved to the new version (default `live`).
+    alias: Option<String>,
 }
 
 async fn deploy(
@@ -139,22 +185,31 @@ async fn deploy(
         timeout: p.timeout_ms.map(Duration::from_millis),
         max_concurrency: p.max_concurrency,
     };
-    let existed = gw.host().function(&tenant, &name).is_ok();
-    let f = match gw.host().deploy_with(&tenant, &name, &body, spec).await {
-        Ok(f) => f,
-        Err(e @ Error::NotFound(_)) => return Err(not_found(&e.to_string())),
-        Err(e) => return Err(bad_request(&e.to_string())),
-    };
+    let existed = gw.host().function_record(&tenant, &name).is_ok();
+    let alias = p.alias.as_deref().unwrap_or(LIVE);
+    let f = gw
+        .host()
+        .publish(&tenant, &name, &body, spec, alias)
+        .await
+        .map_err(core_error)?;
     if let Some(public) = p.public {
-        gw.set_public(&tenant, &name, public);
+        gw.host()
+            .set_public(&tenant, &name, public)
+            .await
+            .map_err(core_error)?;
     }
     let status = if existed {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let public = gw.is_public(&tenant, &name);
-    Ok((status, axum::Json(function_json(&f, public))).into_response())
+    let mut json = function_json(&gw, &f);
+    // The version this deploy published (or reused), which `alias` now
+    // points at; `live` may point elsewhere when another alias was named.
+    json["version"] = f.version().into();
+    json["published"] = f.version().into();
+    json["alias"] = alias.into();
+    Ok((status, axum::Json(json)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,8 +256,7 @@ async fn delete(
     check_admin(&gw, &headers)?;
     gw.host()
         .remove_function(&tenant, &name)
-        .map_err(|e| not_found(&e.to_string()))?;
-    // A function deployed later under this name starts key-protected.
-    gw.set_public(&tenant, &name, false);
+        .await
+        .map_err(core_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

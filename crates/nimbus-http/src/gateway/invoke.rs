@@ -10,12 +10,12 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use nimbus_core::{Error, Event};
+use nimbus_core::{Error, Event, Selector, UsageRecord};
 
-use crate::INVOCATION_ID_HEADER;
-use crate::auth::check_tenant_key;
+use crate::auth::check_invoke_key;
 use crate::gateway::Gateway;
 use crate::request::{bad_request, body_unread, declared_length, has_body, json_error, not_found};
+use crate::{INVOCATION_ID_HEADER, OUTCOME_HEADER, VERSION_HEADER};
 
 /// Where a request goes.
 struct Target {
@@ -80,16 +80,31 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
     let refuse = |r: Response| body_unread(r, unread);
     let target =
         resolve(&gw, &req).ok_or_else(|| refuse(not_found("no route matches this request")))?;
-    let function = gw
+    let (name, selector) =
+        Selector::parse(&target.function).map_err(|e| refuse(not_found(&e.to_string())))?;
+    let function = match gw
         .host()
-        .function(&target.tenant, &target.function)
-        .map_err(|_| refuse(not_found("no such function")))?;
-    let gate = gw.tenant_gate(&target.tenant);
-
-    let public = target.public || gw.is_public(&target.tenant, &target.function);
+        .function_ready(&target.tenant, name, &selector, LOAD_WAIT)
+        .await
+    {
+        Ok(f) => f,
+        Err(e @ (Error::Loading(_) | Error::Unavailable(_))) => {
+            let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_LOADING_SECS));
+            return Err(refuse(resp));
+        }
+        Err(e @ Error::NotFound(_)) if !matches!(selector, Selector::Live) => {
+            return Err(refuse(not_found(&e.to_string())));
+        }
+        Err(_) => return Err(refuse(not_found("no such function"))),
+    };
+    let public = target.public || gw.is_public(&target.tenant, name);
     if !public {
-        check_tenant_key(&gw, &target.tenant, req.headers()).map_err(refuse)?;
+        check_invoke_key(&gw, &target.tenant, req.headers()).map_err(refuse)?;
     }
+    let gate = gw.tenant_gate(&target.tenant);
+    let recorded = gw.recorded_limiter(&target.tenant);
 
     let max = gw.inner.max_body_bytes;
     let declared = declared_length(req.headers());
@@ -97,7 +112,12 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
         return Err(refuse(too_large(max)));
     }
 
-    if let Some(limiter) = gate.as_ref().and_then(|g| g.limiter.as_ref())
+    // A rate limit recorded through the admin API wins over the builder's.
+    let limiter = recorded
+        .as_ref()
+        .map(|r| &r.limiter)
+        .or_else(|| gate.as_ref().and_then(|g| g.limiter.as_ref()));
+    if let Some(limiter) = limiter
         && let Err(not_until) = limiter.check()
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -107,7 +127,7 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
             declared.unwrap_or(0),
             nimbus_core::Cause::new(nimbus_core::Trigger::Http),
         );
-        return Err(refuse(failure(err, Some(wait))));
+        return Err(refuse(failure(err, Some(wait), function.version())));
     }
 
     let (parts, body) = req.into_parts();
@@ -141,18 +161,16 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
         let done = function
             .invoke_http(request)
             .await
-            .map_err(|e| failure(e, None))?;
+            .map_err(|e| failure(e, None, function.version()))?;
         let (mut head, body) = done.response.into_parts();
-        if let Ok(id) = HeaderValue::from_str(&done.usage.invocation_id.to_string()) {
-            head.headers.insert(INVOCATION_ID_HEADER, id);
-        }
+        stamp(&mut head.headers, &done.usage);
         Ok(Response::from_parts(head, Body::from(body)))
     } else {
         // Event functions are invocable over HTTP too: the body becomes the
         // event's data.
         let mut event = Event::new(
             "nimbus.http.request",
-            format!("/{}/{}", target.tenant, target.function),
+            format!("/{}/{}", target.tenant, name),
             body.to_vec(),
         )
         .subject(parts.uri.path().to_string())
@@ -165,7 +183,7 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
         let done = function
             .invoke_with(event, nimbus_core::Cause::new(nimbus_core::Trigger::Http))
             .await
-            .map_err(|e| failure(e, None))?;
+            .map_err(|e| failure(e, None, function.version()))?;
         let mut resp = Response::new(Body::from(done.response.data));
         if let Some(ct) = done
             .response
@@ -174,11 +192,26 @@ pub(crate) async fn invoke(State(gw): State<Gateway>, req: Request) -> Result<Re
         {
             resp.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
-        if let Ok(id) = HeaderValue::from_str(&done.usage.invocation_id.to_string()) {
-            resp.headers_mut().insert(INVOCATION_ID_HEADER, id);
-        }
+        stamp(resp.headers_mut(), &done.usage);
         Ok(resp)
     }
+}
+
+/// How long a request for a function still loading after a restart waits
+/// for it before a 503, and the `Retry-After` that 503 carries.
+const LOAD_WAIT: Duration = Duration::from_secs(10);
+const RETRY_LOADING_SECS: u64 = 1;
+
+/// The invocation id, version and outcome headers of an invocation's response.
+fn stamp(headers: &mut HeaderMap, usage: &UsageRecord) {
+    if let Ok(id) = HeaderValue::from_str(&usage.invocation_id.to_string()) {
+        headers.insert(INVOCATION_ID_HEADER, id);
+    }
+    headers.insert(VERSION_HEADER, HeaderValue::from(usage.function_version));
+    headers.insert(
+        OUTCOME_HEADER,
+        HeaderValue::from_static(usage.outcome.as_str()),
+    );
 }
 
 fn too_large(max: usize) -> Response {
@@ -191,7 +224,7 @@ fn too_large(max: usize) -> Response {
 
 /// Maps an invocation error to a status; the body names the outcome and the
 /// invocation, never the guest's internals.
-fn failure(e: Error, retry_after: Option<Duration>) -> Response {
+fn failure(e: Error, retry_after: Option<Duration>, version: u32) -> Response {
     let id = e.report().map(|r| r.usage.invocation_id.to_string());
     let (status, message) = match &e {
         Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled: retry later"),
@@ -213,6 +246,13 @@ fn failure(e: Error, retry_after: Option<Duration>) -> Response {
     };
     tracing::info!(error = %e, status = status.as_u16(), "invocation failed");
     let mut resp = json_error(status, message, id.as_deref());
+    match e.report() {
+        Some(r) => stamp(resp.headers_mut(), &r.usage),
+        None => {
+            resp.headers_mut()
+                .insert(VERSION_HEADER, HeaderValue::from(version));
+        }
+    }
     if status == StatusCode::TOO_MANY_REQUESTS {
         let secs = retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
         resp.headers_mut()
