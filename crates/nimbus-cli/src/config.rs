@@ -3,7 +3,8 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"          # default
 //! ledger = "nimbus-usage.jsonl"      # relative to this file
-//! data_dir = "nimbus-data"           # key-value database, relative to this file
+//! data_dir = "nimbus-data"           # relative to this file: the deployment registry,
+//!                                    # logs, key-value, blobs, queues, files
 //! compile_cache = "nimbus-data/compiled"  # compiled components, reused across
 //!                                    # restarts; default <data_dir>/compiled,
 //!                                    # false: compile every component at every start

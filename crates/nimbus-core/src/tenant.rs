@@ -235,6 +235,12 @@ impl Host {
         self.inner.tenants.get(name).map(|t| t.key_hashes.clone())
     }
 
+    /// The tenant's recorded rate limit (without copying its record: the
+    /// gateway asks on every request).
+    pub fn tenant_rate_limit(&self, name: &str) -> Option<RateLimitRecord> {
+        self.inner.tenants.get(name)?.record.rate_limit
+    }
+
     /// The limits a tenant was registered with.
     pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, Error> {
         Ok(self.tenant(tenant)?.limits)

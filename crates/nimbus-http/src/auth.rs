@@ -70,6 +70,11 @@ pub(crate) fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), Respo
 /// the admin API are kept only as hashes). Compared like [`key_matches`]:
 /// every hash, in constant time.
 fn hash_matches(given: &str, hashes: &[[u8; 32]]) -> bool {
+    // Whether a tenant has API-created keys at all is no secret; skipping
+    // the digest then keeps config-file keys as cheap as before.
+    if hashes.is_empty() {
+        return false;
+    }
     let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
     let found = hashes.iter().fold(Choice::from(0), |found, h| {
         found | digest.as_slice().ct_eq(h.as_slice())

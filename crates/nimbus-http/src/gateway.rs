@@ -203,7 +203,7 @@ impl Gateway {
 
     /// The limiter of a tenant's recorded rate limit, if it has one.
     pub(crate) fn recorded_limiter(&self, tenant: &str) -> Option<Arc<RecordedLimiter>> {
-        let rate = self.inner.host.tenant_record(tenant).ok()?.rate_limit?;
+        let rate = self.inner.host.tenant_rate_limit(tenant)?;
         if let Some(l) = self.inner.recorded_limiters.get(tenant)
             && l.rate == rate
         {
