@@ -233,6 +233,36 @@ async fn versions_aliases_and_tenants_survive_kill_9_and_a_split_routes_by_weigh
     assert_eq!(after.len(), records.len() + 2);
     assert_eq!(after[..records.len()], records[..]);
 
+    // Limits and rate limit change at run time, for running functions.
+    admin
+        .patch("/admin/v1/tenants/shop")
+        .body(r#"{"rate_limit": {"per_second": 1, "burst": 1}}"#)
+        .await
+        .expect(200);
+    shop.post("/shop/echo").body("1").await.expect(200);
+    shop.post("/shop/echo").body("2").await.expect(429);
+    admin
+        .patch("/admin/v1/tenants/shop")
+        .body(r#"{"rate_limit": null, "limits": {"fuel": 1000}}"#)
+        .await
+        .expect(200);
+    shop.post("/shop/echo@1")
+        .body("x")
+        .await
+        .expect_status_in(&[200, 500]);
+    let tenant = admin.get("/admin/v1/tenants/shop").await.expect(200).json();
+    assert_eq!(tenant["limits"]["fuel"], 1000, "{tenant}");
+    assert!(tenant["rate_limit"].is_null(), "{tenant}");
+    // Version 1 overrides fuel itself (1e9); `boom` (no override) now runs
+    // out of fuel under the tenant's new limit.
+    let r = shop.post("/shop/boom").body("x").await.expect(500);
+    assert_eq!(r.header(nimbus_http::OUTCOME_HEADER), Some("out_of_fuel"));
+    admin
+        .patch("/admin/v1/tenants/shop")
+        .body(r#"{"limits": {"fuel": 5000000000}}"#)
+        .await
+        .expect(200);
+
     // Keys: a second key works, the first is revoked at once.
     let second = admin
         .post("/admin/v1/tenants/shop/keys")

@@ -177,6 +177,10 @@ impl Client {
         self.request(Method::PUT, path)
     }
 
+    pub fn patch(&self, path: &str) -> Call<'_> {
+        self.request(Method::PATCH, path)
+    }
+
     pub fn delete(&self, path: &str) -> Call<'_> {
         self.request(Method::DELETE, path)
     }
