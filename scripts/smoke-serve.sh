@@ -11,11 +11,17 @@ log=$(mktemp)
 target/debug/nimbus serve --config nimbus.toml --listen "127.0.0.1:$port" 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-# The server listens once its functions are compiled: the 18 MB Python
-# seed handler takes a minute or two in a debug build the first time (then
-# it loads from the compile cache under data_dir).
+# The server listens at once and is ready once its functions are loaded:
+# the 18 MB Python seed handler takes a minute or two to compile in a debug
+# build the first time (then it loads from the compile cache under
+# data_dir). /healthz answers first, /readyz when everything is loaded.
 for _ in $(seq 1 3000); do
     curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
+    kill -0 $pid 2>/dev/null || { echo "smoke: nimbus serve exited" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.1
+done
+for _ in $(seq 1 3000); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break
     kill -0 $pid 2>/dev/null || { echo "smoke: nimbus serve exited" >&2; cat "$log" >&2; exit 1; }
     sleep 0.1
 done

@@ -107,7 +107,21 @@ pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
 /// host anyway; reading and hashing 18 MB components is not free).
 pub async fn deploy_functions(host: &Host, config: &Config) -> Result<(), String> {
     let mut jobs = tokio::task::JoinSet::new();
-    for (i, f) in config.functions.iter().enumerate() {
+    // Smallest first: compiles queue for the host's compile slots in this
+    // order, so a restart without a cache serves its small functions
+    // while an 18 MB Python component still compiles.
+    let mut order: Vec<(u64, usize)> = config
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let size = std::fs::metadata(config.resolve(&f.component)).map_or(0, |m| m.len());
+            (size, i)
+        })
+        .collect();
+    order.sort_unstable();
+    for (_, i) in order {
+        let f = &config.functions[i];
         let path = config.resolve(&f.component);
         let (host, tenant, name, spec) = (host.clone(), f.tenant.clone(), f.name.clone(), f.spec());
         jobs.spawn(async move {

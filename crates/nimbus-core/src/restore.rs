@@ -59,7 +59,9 @@ impl Host {
             }
             self.install(Arc::new(state));
         }
-        jobs.sort_by_key(|j| !j.aliased);
+        // Aliased versions first (they serve requests), small before large (a
+        // cache miss compiles in this order).
+        jobs.sort_by_key(|j| (!j.aliased, j.version.size));
         self.inner.loading.send_modify(|n| *n += jobs.len());
         let guests = self.inner.runtime.guests.handle().clone();
         for job in jobs {
