@@ -11,6 +11,7 @@ mod blob;
 mod blob_persistence;
 mod build_cli;
 mod cli;
+mod client_cli;
 mod compile_cache;
 mod crash;
 mod deploy;

@@ -211,11 +211,16 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<()> {
     }
     let body = reply.json()?;
     let alias = args.alias.as_deref().unwrap_or("live");
+    // `version` is the one published (the contract); a server that also
+    // says `published` means the same, and is taken at its word.
+    let version = Some(&body["published"])
+        .filter(|v| v.is_u64())
+        .unwrap_or(&body["version"]);
     println!(
         "deployed {}/{} version {} (alias {alias})",
         args.tenant,
         args.name,
-        table::cell(&body["version"])
+        table::cell(version)
     );
     // Imports with nothing granted, each a sentence of the server's.
     for note in body["ungranted_imports"].as_array().into_iter().flatten() {
