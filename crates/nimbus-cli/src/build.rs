@@ -92,13 +92,13 @@ pub fn build(args: BuildArgs) -> ExitCode {
 
 /// The spinner: `⠋ step [12s] latest line of the tool`, and a `✓ step (3.2 s)`
 /// line left above it when each step ends.
-struct Spinner {
+pub(crate) struct Spinner {
     bar: ProgressBar,
     step: Option<(String, Instant)>,
 }
 
 impl Spinner {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -118,7 +118,7 @@ impl Spinner {
         }
     }
 
-    fn finish(mut self, ok: bool) {
+    pub(crate) fn finish(mut self, ok: bool) {
         self.end_step(ok);
         self.bar.finish_and_clear();
     }

@@ -7,12 +7,11 @@ use std::convert::Infallible;
 use std::io::IsTerminal;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nimbus_build::Progress;
 
 /// Frames of an upload: the progress bar moves once per frame.
 const UPLOAD_FRAME_BYTES: usize = 64 << 10;
@@ -88,57 +87,8 @@ pub(crate) fn upload_bar(what: &str, len: u64, json: bool) -> ProgressBar {
     bar
 }
 
-/// The build's step and the tool's latest line, on a terminal.
-pub(crate) struct Spinner {
-    bar: ProgressBar,
-    step: Option<(String, Instant)>,
-}
-
-impl Spinner {
-    pub(crate) fn new() -> Self {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner:.cyan} {prefix:.bold} [{elapsed}] {wide_msg:.dim}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(100));
-        Self { bar, step: None }
-    }
-
-    fn end_step(&mut self, ok: bool) {
-        if let Some((step, started)) = self.step.take() {
-            let mark = if ok { "✓" } else { "✗" };
-            self.bar.println(format!(
-                "{mark} {step} ({:.1} s)",
-                started.elapsed().as_secs_f64()
-            ));
-        }
-    }
-
-    pub(crate) fn finish(mut self, ok: bool) {
-        self.end_step(ok);
-        self.bar.finish_and_clear();
-    }
-}
-
-impl Progress for Spinner {
-    fn step(&mut self, step: &str) {
-        self.end_step(true);
-        self.step = Some((step.to_string(), Instant::now()));
-        self.bar.set_message("");
-        self.bar.set_prefix(step.to_string());
-    }
-
-    fn output(&mut self, line: &str) {
-        self.bar.set_message(line.trim().to_string());
-    }
-
-    fn warn(&mut self, message: &str) {
-        self.bar.println(format!("warning: {message}"));
-    }
-}
+/// The build's spinner, shared with `nimbus build`.
+pub(crate) use crate::build::Spinner;
 
 #[cfg(test)]
 mod tests {

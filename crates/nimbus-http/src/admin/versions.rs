@@ -41,6 +41,17 @@ pub(super) fn routes() -> Router<Gateway> {
         )
 }
 
+/// The function's record, for an admin key.
+fn record(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    tenant: &str,
+    name: &str,
+) -> Result<nimbus_core::FunctionRecord, Response> {
+    check_admin(gw, headers)?;
+    gw.host().function_record(tenant, name).map_err(core_error)
+}
+
 fn routing_json(routing: &[Weighted]) -> serde_json::Value {
     routing
         .iter()
@@ -60,11 +71,7 @@ async fn list(
     Path((tenant, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    check_admin(&gw, &headers)?;
-    let record = gw
-        .host()
-        .function_record(&tenant, &name)
-        .map_err(core_error)?;
+    let record = record(&gw, &headers, &tenant, &name)?;
     let versions: Vec<serde_json::Value> = record
         .versions
         .iter()
@@ -117,11 +124,7 @@ async fn aliases(
     Path((tenant, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    check_admin(&gw, &headers)?;
-    let record = gw
-        .host()
-        .function_record(&tenant, &name)
-        .map_err(core_error)?;
+    let record = record(&gw, &headers, &tenant, &name)?;
     let aliases: serde_json::Map<String, serde_json::Value> = record
         .aliases
         .iter()
@@ -135,11 +138,7 @@ async fn alias(
     Path((tenant, name, alias)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    check_admin(&gw, &headers)?;
-    let record = gw
-        .host()
-        .function_record(&tenant, &name)
-        .map_err(core_error)?;
+    let record = record(&gw, &headers, &tenant, &name)?;
     let a = record.aliases.get(&alias).ok_or_else(|| {
         core_error(nimbus_core::Error::NotFound(format!(
             "alias `{alias}` of function `{name}`"
