@@ -30,6 +30,7 @@ mod python_sdk;
 mod queue_api;
 mod restart;
 mod services;
+mod startup;
 mod storage_api;
 mod thumbnail;
 mod triggers;
