@@ -132,7 +132,7 @@ async fn an_entry_moved_under_another_components_name_is_not_loaded() {
     drop(deploy(&host_on(compute_cache.path()), "compute").await);
     // Echo's artifact and digest put in place of compute's: both valid
     // files, neither compute's.
-    for ext in ["cwasm", "sha256"] {
+    for ext in ["cwasm", "crc32"] {
         let (from, to) = (
             &files(echo_cache.path(), ext)[0],
             &files(compute_cache.path(), ext)[0],

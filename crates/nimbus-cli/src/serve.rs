@@ -199,6 +199,10 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
         let (gw, host) = (gateway.clone(), host.clone());
         let (triggers, config) = (triggers.clone(), config.clone());
         tokio::spawn(async move {
+            // What the registry recorded serves first: reading and hashing
+            // the file's components (18 MB for a Python one) would compete
+            // for the cores with loading it, for a file that rarely changed.
+            host.restored().await;
             let r = deploy_functions(&host, &config).await;
             drop(guard);
             host.loaded().await;

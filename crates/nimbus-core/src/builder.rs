@@ -339,19 +339,6 @@ impl HostBuilder {
                     })?)
                 }
             };
-        let kv: Arc<dyn KvBackend> = match (self.kv, &self.data_dir) {
-            (Some(kv), _) => kv,
-            (None, Some(dir)) => {
-                let path = dir.join("kv.redb");
-                Arc::new(
-                    RedbKv::open(&path)
-                        .map_err(|e| Error::Config(format!("key-value store: {e}")))?,
-                )
-            }
-            (None, None) => Arc::new(
-                RedbKv::in_memory().map_err(|e| Error::Config(format!("key-value store: {e}")))?,
-            ),
-        };
         // Without a data_dir, blobs and queues live in a private temporary
         // directory removed with the host, like the in-memory kv store.
         let scratch = match &self.data_dir {
@@ -368,39 +355,81 @@ impl HostBuilder {
             (None, Some(t)) => t.path().to_path_buf(),
             (None, None) => PathBuf::from("."),
         };
-        let blob: Arc<dyn BlobBackend> = match self.blob {
-            Some(b) => b,
-            None => Arc::new(
-                FsBlobs::open(&data_root.join("blobs"))
-                    .map_err(|e| Error::Config(format!("blob store: {e}")))?,
-            ),
-        };
         std::fs::create_dir_all(&data_root)
             .map_err(|e| Error::Config(format!("data dir {}: {e}", data_root.display())))?;
-        let queues: Arc<dyn QueueBackend> = match self.queues {
-            Some(q) => q,
-            None => Arc::new(
-                QueueStore::open(&data_root.join("queues.redb"))
-                    .map_err(|e| Error::Config(format!("queue store: {e}")))?,
-            ),
-        };
         let compile_cache = match &self.compile_cache {
             Some(dir) => Some(Arc::new(CompileCache::open(dir, &engine).map_err(|e| {
                 Error::Config(format!("compile cache {}: {e}", dir.display()))
             })?)),
             None => None,
         };
-        let deployments: Arc<dyn DeploymentRegistry> = match (self.deployments, &self.data_dir) {
-            (Some(d), _) => d,
-            (None, Some(dir)) => Arc::new(
-                RedbRegistry::open(&dir.join("registry.redb"))
-                    .map_err(|e| Error::Config(e.to_string()))?,
-            ),
-            (None, None) => {
-                Arc::new(RedbRegistry::in_memory().map_err(|e| Error::Config(e.to_string()))?)
-            }
-        };
+        let guests = GuestThreads::new(self.guest_threads)
+            .map_err(|e| Error::Config(format!("starting the guest threads: {e}")))?;
         let registry = self.registry.unwrap_or_default();
+        // The embedded stores open at once, each on its own thread: every
+        // open syncs its file twice, and one by one they were most of a
+        // restart's time to its first response (`benches/restart.sh`). The
+        // registry's thread also starts loading the recorded versions'
+        // artifacts meanwhile.
+        let data_dir = self.data_dir.clone();
+        let (kv, blob, queues, (deployments, snapshot, preloads), logs) =
+            std::thread::scope(|s| {
+                let kv = s.spawn(|| -> Result<Arc<dyn KvBackend>, Error> {
+                    let fail = |e| Error::Config(format!("key-value store: {e}"));
+                    Ok(match (self.kv, &data_dir) {
+                        (Some(kv), _) => kv,
+                        (None, Some(dir)) => {
+                            Arc::new(RedbKv::open(&dir.join("kv.redb")).map_err(fail)?)
+                        }
+                        (None, None) => Arc::new(RedbKv::in_memory().map_err(fail)?),
+                    })
+                });
+                let blob = s.spawn(|| -> Result<Arc<dyn BlobBackend>, Error> {
+                    Ok(match self.blob {
+                        Some(b) => b,
+                        None => Arc::new(
+                            FsBlobs::open(&data_root.join("blobs"))
+                                .map_err(|e| Error::Config(format!("blob store: {e}")))?,
+                        ),
+                    })
+                });
+                let queues = s.spawn(|| -> Result<Arc<dyn QueueBackend>, Error> {
+                    Ok(match self.queues {
+                        Some(q) => q,
+                        None => Arc::new(
+                            QueueStore::open(&data_root.join("queues.redb"))
+                                .map_err(|e| Error::Config(format!("queue store: {e}")))?,
+                        ),
+                    })
+                });
+                let deployments = s.spawn(|| {
+                    let fail = |e: crate::registry::RegistryError| Error::Config(e.to_string());
+                    let d: Arc<dyn DeploymentRegistry> = match (self.deployments, &data_dir) {
+                        (Some(d), _) => d,
+                        (None, Some(dir)) => {
+                            Arc::new(RedbRegistry::open(&dir.join("registry.redb")).map_err(fail)?)
+                        }
+                        (None, None) => Arc::new(RedbRegistry::in_memory().map_err(fail)?),
+                    };
+                    let snapshot = d.load().map_err(fail)?;
+                    let preloads = crate::restore::preload(
+                        &snapshot,
+                        &engine,
+                        compile_cache.as_ref(),
+                        &guests,
+                    );
+                    Ok::<_, Error>((d, snapshot, preloads))
+                });
+                let logs = s.spawn(|| LogStore::open(data_dir.as_deref(), &registry));
+                let panicked = |_| Error::Config("opening a store panicked".into());
+                Ok::<_, Error>((
+                    kv.join().map_err(panicked)??,
+                    blob.join().map_err(panicked)??,
+                    queues.join().map_err(panicked)??,
+                    deployments.join().map_err(panicked)??,
+                    logs.join().map_err(panicked)?,
+                ))
+            })?;
         let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
         registry
             .register(Box::new(SharedMetrics(metrics.clone())))
@@ -413,8 +442,7 @@ impl HostBuilder {
             metrics,
             pool: PoolAdmission::new(p.max_instances as usize, p.admission_wait),
             cpu: crate::scheduler::CpuScheduler::new(self.guest_threads),
-            guests: GuestThreads::new(self.guest_threads)
-                .map_err(|e| Error::Config(format!("starting the guest threads: {e}")))?,
+            guests,
             compile_slots: Semaphore::new(compile_parallelism()),
             compile_cache,
             pool_max_memory: p.max_memory_bytes,
@@ -424,7 +452,7 @@ impl HostBuilder {
             hostcall_fuel: self.hostcall_fuel,
             max_resource_handles: self.max_resource_handles,
             max_http_response_bytes: self.max_http_response_bytes,
-            logs: LogStore::open(self.data_dir.as_deref(), &registry),
+            logs,
             services: Services {
                 kv,
                 blob,
@@ -437,7 +465,7 @@ impl HostBuilder {
             _scratch: scratch,
         });
         let host = Host::new(runtime, registry, deployments);
-        host.restore()?;
+        host.restore(snapshot, preloads);
         Ok(host)
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct HostInner {
     pub(crate) changes: tokio::sync::Mutex<()>,
     /// Versions (and declared functions) loading now.
     pub(crate) loading: tokio::sync::watch::Sender<usize>,
+    /// Of those, the registry's versions a restart is loading.
+    pub(crate) restoring: tokio::sync::watch::Sender<usize>,
     /// Gateway routes created through the admin API.
     pub(crate) routes: std::sync::RwLock<Vec<RouteRecord>>,
 }
@@ -67,6 +69,7 @@ impl Host {
                 deployments,
                 changes: tokio::sync::Mutex::new(()),
                 loading: tokio::sync::watch::Sender::new(0),
+                restoring: tokio::sync::watch::Sender::new(0),
                 routes: std::sync::RwLock::new(Vec::new()),
             }),
         }

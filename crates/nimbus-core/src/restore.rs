@@ -5,18 +5,81 @@
 //! otherwise — versions an alias points at first. A request for a version
 //! still loading waits for it ([`Host::function_ready`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::compile_cache::load_by_digest;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::compile_cache::{CompileCache, load_by_digest};
 use crate::deploy::{Built, compile, link, make_handle};
 use crate::error::Error;
 use crate::function::FunctionHandle;
 use crate::host::Host;
-use crate::registry::VersionRecord;
+use crate::registry::{Snapshot, VersionRecord};
+use crate::runtime::GuestThreads;
 use crate::state::check_imports;
 use crate::versions::{FunctionState, Load, VersionCell};
 
+/// Artifacts being loaded from the compile cache, by component sha256:
+/// started while the host's other stores open, so a restart's first
+/// response does not wait for the host to be built and then for them.
+pub(crate) type Preloads = HashMap<String, tokio::task::JoinHandle<Option<Component>>>;
+
+/// Starts loading, on the guest threads' blocking pool, the cached artifact
+/// of every version in `snapshot`, aliased ones first, small before large.
+pub(crate) fn preload(
+    snapshot: &Snapshot,
+    engine: &Engine,
+    cache: Option<&Arc<CompileCache>>,
+    guests: &GuestThreads,
+) -> Preloads {
+    let mut preloads = Preloads::new();
+    let Some(cache) = cache else {
+        return preloads;
+    };
+    let mut versions: Vec<(bool, &VersionRecord)> = snapshot
+        .functions
+        .iter()
+        .flat_map(|f| {
+            f.versions
+                .iter()
+                .map(move |v| (f.aliases_of(v.version).is_empty(), v))
+        })
+        .collect();
+    versions.sort_by_key(|(unaliased, v)| (*unaliased, v.size));
+    for (_, v) in versions {
+        let Some(digest) = digest(&v.sha256) else {
+            continue;
+        };
+        if preloads.contains_key(&v.sha256) {
+            continue;
+        }
+        let (engine, cache) = (engine.clone(), cache.clone());
+        let task = guests.handle().spawn_blocking(move || {
+            let c = cache.load_digest(&engine, &digest)?;
+            c.initialize_copy_on_write_image().ok()?;
+            Some(c)
+        });
+        preloads.insert(v.sha256.clone(), task);
+    }
+    preloads
+}
+
+fn digest(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 struct Job {
+    /// The artifact's preload, for the first version with its sha256.
+    preload: Option<tokio::task::JoinHandle<Option<Component>>>,
     aliased: bool,
     tenant: String,
     function: String,
@@ -25,12 +88,7 @@ struct Job {
 }
 
 impl Host {
-    pub(crate) fn restore(&self) -> Result<(), Error> {
-        let snap = self
-            .inner
-            .deployments
-            .load()
-            .map_err(|e| Error::Registry(e.0))?;
+    pub(crate) fn restore(&self, snap: Snapshot, mut preloads: Preloads) {
         for t in snap.tenants {
             self.apply_tenant(t);
         }
@@ -50,6 +108,7 @@ impl Host {
                 let cell = VersionCell::loading();
                 state.versions.insert(v.version, cell.clone());
                 jobs.push(Job {
+                    preload: preloads.remove(&v.sha256),
                     aliased: !f.aliases_of(v.version).is_empty(),
                     tenant: f.tenant.clone(),
                     function: f.name.clone(),
@@ -63,11 +122,12 @@ impl Host {
         // cache miss compiles in this order).
         jobs.sort_by_key(|j| (!j.aliased, j.version.size));
         self.inner.loading.send_modify(|n| *n += jobs.len());
+        self.inner.restoring.send_modify(|n| *n += jobs.len());
         let guests = self.inner.runtime.guests.handle().clone();
-        for job in jobs {
+        for mut job in jobs {
             let host = self.clone();
             guests.spawn(async move {
-                let loaded = host.load_version(&job).await;
+                let loaded = host.load_version(&mut job).await;
                 if let Err(e) = &loaded {
                     tracing::error!(tenant = %job.tenant, function = %job.function, version = job.version.version, "not loaded: {e}");
                 }
@@ -76,23 +136,26 @@ impl Host {
                     Err(e) => Load::Failed(e.to_string().into()),
                 });
                 host.inner.loading.send_modify(|n| *n -= 1);
+                host.inner.restoring.send_modify(|n| *n -= 1);
             });
         }
-        Ok(())
     }
 
-    async fn load_version(&self, job: &Job) -> Result<FunctionHandle, Error> {
+    async fn load_version(&self, job: &mut Job) -> Result<FunctionHandle, Error> {
         let rt = self.inner.runtime.clone();
         let v = &job.version;
-        let mut digest = [0u8; 32];
-        for (i, byte) in digest.iter_mut().enumerate() {
-            *byte = v
-                .sha256
-                .get(2 * i..2 * i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::Registry(format!("bad sha256 {:?}", v.sha256)))?;
+        let digest = digest(&v.sha256)
+            .ok_or_else(|| Error::Registry(format!("bad sha256 {:?}", v.sha256)))?;
+        let preloaded = match job.preload.take() {
+            Some(task) => task.await.ok().flatten(),
+            None => None,
+        };
+        if preloaded.is_some() {
+            rt.metrics.cache_hit();
         }
-        let cached = {
+        let cached = if preloaded.is_some() {
+            preloaded
+        } else {
             let rt = rt.clone();
             tokio::task::spawn_blocking(move || {
                 let c = load_by_digest(

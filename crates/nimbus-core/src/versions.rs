@@ -324,6 +324,13 @@ impl Host {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
+    /// Waits until every version the registry held when the host was built
+    /// has loaded (or failed to).
+    pub async fn restored(&self) {
+        let mut rx = self.inner.restoring.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
     /// Marks the host as loading until the guard drops: requests for a
     /// function not found meanwhile wait for it ([`Self::function_ready`]).
     /// `nimbus serve` holds one while it deploys its config file's functions.
