@@ -39,6 +39,7 @@ mod host;
 mod inspect;
 mod invoke;
 mod limits;
+mod log_store;
 mod logs;
 mod metrics;
 mod outcome;
