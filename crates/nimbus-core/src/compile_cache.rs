@@ -17,8 +17,9 @@
 //!   against torn writes, flipped bits and entries moved under another
 //!   name, which is all a digest beside the file could do (whoever can
 //!   write this 0700 directory can write a matching sha256 too), and it
-//!   reads a 37 MB artifact in about 7 ms where sha256 took 34–53 ms, the
-//!   largest part of a restart's first response (`benches/restart.sh`). An artifact that does not hash to it (a torn write after a
+//!   checks a 37 MB artifact in 11-16 ms where sha256 took 34–53 ms, the
+//!   largest part of a restart's first response (`benches/restart.sh`).
+//!   An artifact that does not hash to it (a torn write after a
 //!   crash, a flipped bit, another entry's files copied over this one's) is
 //!   never loaded: the component is compiled again and the entry rewritten.
 //! - `<key>.lock`: held (`flock`) while one process compiles that entry, so
@@ -35,7 +36,7 @@
 
 use std::fs::File;
 use std::hash::Hasher;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -230,18 +231,70 @@ pub(crate) fn load_by_digest(
 }
 
 /// The checksum `<key>.crc32` must hold for the artifact at `path`.
+///
+/// The artifact is mapped with `MAP_POPULATE` rather than read: on this
+/// project's VM a fresh process reading a 37 MB artifact through a buffer
+/// took 31-37 ms, mapping it 11-16 ms (one call fills the page tables from
+/// the page cache and fetches any pages evicted since, instead of 37
+/// copies), and the pages are then resident for `deserialize_file`'s own
+/// mapping.
 fn file_digest(key: &str, path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len())
+        .map_err(|_| std::io::Error::other("artifact larger than the address space"))?;
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(key.as_bytes());
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        match file.read(&mut buf)? {
-            0 => break,
-            n => hasher.update(&buf[..n]),
-        }
+    if len > 0 {
+        let map = ReadOnlyMap::new(&file, len)?;
+        hasher.update(map.bytes());
     }
     Ok(format!("{:08x}", hasher.finalize()))
+}
+
+/// A read-only shared mapping of a whole file, unmapped on drop.
+struct ReadOnlyMap {
+    ptr: *mut std::ffi::c_void,
+    len: usize,
+}
+
+impl ReadOnlyMap {
+    fn new(file: &File, len: usize) -> std::io::Result<Self> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        // SAFETY: a fresh mapping chosen by the kernel (null hint), so it
+        // overlaps nothing of ours. Reading it is sound because cache
+        // entries are only ever replaced by rename, never truncated or
+        // written in place, so the mapped inode keeps its length and bytes.
+        #[allow(unsafe_code)]
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED | MapFlags::POPULATE,
+                file,
+                0,
+            )
+        }?;
+        Ok(Self { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` is a live PROT_READ mapping owned by
+        // `self` (see `new` for why its contents cannot change).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len)
+        }
+    }
+}
+
+impl Drop for ReadOnlyMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; no borrow of it
+        // outlives `self`.
+        #[allow(unsafe_code)]
+        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
