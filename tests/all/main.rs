@@ -12,6 +12,7 @@ mod blob_persistence;
 mod build_cli;
 mod cli;
 mod client_cli;
+mod cluster;
 mod compile_cache;
 mod crash;
 mod deploy;

@@ -26,6 +26,13 @@
 //! pagemap_scan = true                # reset only dirtied pages (Linux 6.7+)
 //! admission_wait_ms = 1000           # pool full: a tenant under its share waits
 //!
+//! [cluster]                          # optional: join a NATS JetStream cluster
+//! urls = ["nats://127.0.0.1:4222"]   # any of the cluster's servers
+//! credentials = "nimbus.creds"       # a NATS .creds file, if the servers ask
+//! node = "node-a"                    # default: the host name
+//! replicas = 3                       # of every stream Nimbus creates (default 1)
+//! usage_stream_max_bytes = 1073741824
+//!
 //! [tenants.acme]
 //! api_keys = ["acme-secret"]
 //! fuel = 10000000000                 # every limit optional: core defaults
@@ -118,6 +125,9 @@ pub struct Config {
     pub connections: ConnectionSettings,
     #[serde(default)]
     pub pool: PoolSettings,
+    /// Joins a NATS JetStream cluster (see `nimbus_nats`); embedded alone
+    /// without it.
+    pub cluster: Option<nimbus_nats::ClusterConfig>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
     #[serde(default)]

@@ -272,6 +272,22 @@ async fn shutdown_signal() {
     }
 }
 
+/// Connects to the `[cluster]` and starts publishing this node's ledger to
+/// the cluster's usage stream. Does not wait for NATS: a node whose NATS is
+/// down serves, and publishes when NATS returns.
+async fn join_cluster(
+    cluster: &nimbus_nats::ClusterConfig,
+    host: &Host,
+    config: &Config,
+) -> Result<nimbus_nats::UsageStream, String> {
+    let cluster = nimbus_nats::Cluster::connect(cluster.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(node = %cluster.config().node_name(), "joined the cluster");
+    nimbus_nats::UsageStream::start(&cluster, config.resolve(&config.ledger), host.registry())
+        .map_err(|e| e.to_string())
+}
+
 /// Serves until SIGTERM/ctrl-c, then drains: stops accepting, lets in-flight
 /// requests finish (bounded by `drain_timeout_ms`), and returns. Usage
 /// records are written before each response, so nothing is left to flush.
@@ -291,6 +307,10 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     // go on while the listener answers; then triggers start (events
     // persisted before a crash are delivered now) and /readyz says ready.
     let host = gateway.host().clone();
+    let usage_stream = match &config.cluster {
+        Some(cluster) => Some(join_cluster(cluster, &host, &config).await?),
+        None => None,
+    };
     let guard = host.loading_guard();
     gateway.set_ready(false);
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
@@ -359,6 +379,10 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
         r = drained => r?,
         () = deadline => eprintln!("nimbus drain timeout: closing with requests in flight"),
         e = failed => return Err(e),
+    }
+    if let Some(stream) = usage_stream {
+        // What is not published now is published by the next start.
+        stream.stop(Duration::from_secs(2)).await;
     }
     eprintln!("nimbus stopped");
     Ok(())

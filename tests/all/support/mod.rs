@@ -12,6 +12,7 @@
 //! - [`gateway`]: the gateway served on a loopback port, alone or over a
 //!   fresh host;
 //! - [`serve`]: the real `nimbus serve` binary on a config of its own;
+//! - [`nats`]: a real `nats-server` with JetStream, killed and restarted;
 //! - [`metrics`]: readers of the usage ledger and the exposition;
 //! - [`objects`]: object uploads and reads as the storage API does them,
 //!   and test images.
@@ -22,6 +23,7 @@ mod deploy;
 mod gateway;
 mod host;
 mod metrics;
+mod nats;
 mod objects;
 mod serve;
 
@@ -31,5 +33,6 @@ pub use deploy::*;
 pub use gateway::*;
 pub use host::*;
 pub use metrics::*;
+pub use nats::*;
 pub use objects::*;
 pub use serve::*;
