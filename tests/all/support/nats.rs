@@ -1,6 +1,8 @@
-//! A real `nats-server` (Debian's 2.9.10, installed by `.ci/setup`) with
-//! JetStream, on a loopback port and a store directory of its own, killed
-//! (SIGKILL) and restarted on the same port and store as a test asks.
+//! Real `nats-server`s (Debian's 2.9.10, installed by `.ci/setup`) with
+//! JetStream on loopback ports and store directories of their own: one
+//! alone ([`NatsServer::start`]) or three in one cluster
+//! ([`NatsServer::cluster`]), each killed (SIGKILL) and restarted on the
+//! same ports and store as a test asks.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -23,26 +25,71 @@ fn binary() -> PathBuf {
     debian
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// One JetStream server, killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
+    pub name: String,
     port: u16,
-    store: tempfile::TempDir,
+    /// Its config file and store.
+    dir: tempfile::TempDir,
 }
 
 impl NatsServer {
+    /// A server alone.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = Self {
-            child: None,
-            port,
-            store: tempfile::tempdir().expect("tempdir"),
-        };
+        let mut server = Self::configured("n1", free_port(), None);
         server.spawn();
         server
+    }
+
+    /// Three servers in one cluster (`n1`, `n2`, `n3`), all running; the
+    /// cluster's JetStream answers once a meta leader is elected, which the
+    /// clients' retries wait for.
+    pub fn cluster() -> Vec<Self> {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route)| format!("nats-route://127.0.0.1:{route}"))
+            .collect();
+        let mut servers: Vec<Self> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, route))| {
+                Self::configured(&format!("n{}", i + 1), *port, Some((*route, &routes)))
+            })
+            .collect();
+        for s in &mut servers {
+            s.spawn();
+        }
+        servers
+    }
+
+    fn configured(name: &str, port: u16, cluster: Option<(u16, &[String])>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        let mut conf = format!(
+            "server_name: {name}\nlisten: 127.0.0.1:{port}\njetstream {{ store_dir: {store:?} }}\n"
+        );
+        if let Some((route_port, routes)) = cluster {
+            conf.push_str(&format!(
+                "cluster {{\n  name: nimbus-test\n  listen: 127.0.0.1:{route_port}\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        std::fs::write(dir.path().join("nats.conf"), conf).expect("write nats.conf");
+        Self {
+            child: None,
+            name: name.to_string(),
+            port,
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -50,26 +97,30 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} did not listen:\n{}",
+                self.name,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What the server wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
     }
 
     /// SIGKILL: what is acknowledged is on disk, nothing else is said.
@@ -80,7 +131,7 @@ impl NatsServer {
         }
     }
 
-    /// Starts again on the same port and store.
+    /// Starts again on the same ports and store.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
