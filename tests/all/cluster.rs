@@ -291,3 +291,209 @@ async fn three_nodes_on_three_nats_servers_bill_each_invocation_once_while_the_s
         node.stop();
     }
 }
+
+/// A node's config with `acme` and `other` (same store name) running
+/// `kv-counter`, `acme` under a 2,000-byte key-value quota.
+fn kv_node_config(urls: &[String], node: &str) -> String {
+    format!(
+        r#"
+ledger = "usage.jsonl"
+data_dir = "data"
+[cluster]
+urls = {urls:?}
+node = "{node}"
+replicas = 3
+[tenants.acme]
+api_keys = ["acme-key"]
+max_kv_bytes = 2000
+[tenants.other]
+api_keys = ["other-key"]
+[[functions]]
+tenant = "acme"
+name = "counter"
+component = "counter.wasm"
+kv_stores = ["visits"]
+[[functions]]
+tenant = "other"
+name = "counter"
+component = "counter.wasm"
+kv_stores = ["visits"]
+"#
+    )
+}
+
+/// `command` as the event of `tenant/counter` on `node`: (status, answer).
+async fn kv_run(node: &NimbusServe, tenant: &str, command: &str) -> (u16, String) {
+    let r = node
+        .client()
+        .with_key(&format!("{tenant}-key"))
+        .post(&format!("/{tenant}/counter"))
+        .body(command.to_string())
+        .await;
+    (r.status.as_u16(), r.text())
+}
+
+/// Waits (bounded) until `node` reads the bucket: a fresh three-server
+/// cluster elects its JetStream leaders first (seconds).
+async fn wait_kv_ready(node: &NimbusServe) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, answer) = kv_run(node, "acme", "get visits absent").await;
+        if status == 400 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "key-value never answered: {status} {answer}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_is_one_store_across_three_nodes_increments_exact_quota_global_tenants_apart() {
+    // 2.10+: 2.9's replicated streams lose concurrent compare-and-sets, so
+    // NatsKv refuses them (tested below).
+    let nats = NatsServer::cluster_current();
+    let urls: Vec<String> = nats.iter().map(NatsServer::url).collect();
+    let dirs: Vec<ServeDir> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| {
+            ServeDir::new(&kv_node_config(&urls, node)).copy_guest("kv-counter", "counter.wasm")
+        })
+        .collect();
+    let nodes: Vec<NimbusServe> = dirs.iter().map(ServeDir::start).collect();
+    for node in &nodes {
+        wait_kv_ready(node).await;
+    }
+
+    // 300 increments of one counter, 100 through each node, ten at a time
+    // per node, all three nodes at once: every one counts.
+    let mut calls = tokio::task::JoinSet::new();
+    for node in &nodes {
+        for worker in 0..10 {
+            let client = node.client().with_key("acme-key");
+            calls.spawn(async move {
+                let mut answers = Vec::new();
+                for _ in 0..10 {
+                    let r = client
+                        .post("/acme/counter")
+                        .body("incr visits hits".to_string())
+                        .await;
+                    answers.push((r.status.as_u16(), r.text()));
+                }
+                (worker, answers)
+            });
+        }
+    }
+    let mut seen = Vec::new();
+    while let Some(done) = calls.join_next().await {
+        for (status, answer) in done.expect("no panic").1 {
+            if status != 200 {
+                let logs: Vec<String> = nodes.iter().map(NimbusServe::log).collect();
+                panic!(
+                    "an increment failed: {status} {answer}\n{}",
+                    logs.join("\n")
+                );
+            }
+            seen.push(answer.parse::<u64>().expect("a count"));
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=300).collect::<Vec<u64>>(),
+        "each increment saw its own value"
+    );
+    for node in &nodes {
+        assert_eq!(
+            kv_run(node, "acme", "get visits hits").await,
+            (200, "300".to_string())
+        );
+    }
+
+    // Written through one node, listed and read through the others.
+    assert_eq!(
+        kv_run(&nodes[0], "acme", "set visits greeting hello")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        kv_run(&nodes[1], "acme", "get visits greeting").await,
+        (200, "hello".to_string())
+    );
+    assert_eq!(
+        kv_run(&nodes[2], "acme", "list visits").await,
+        (200, "greeting\nhits".to_string())
+    );
+    assert_eq!(
+        kv_run(&nodes[2], "acme", "del visits greeting").await.0,
+        200
+    );
+    assert_eq!(
+        kv_run(&nodes[0], "acme", "list visits").await,
+        (200, "hits".to_string())
+    );
+
+    // The same store name in another tenant is another store.
+    // (`get` of an absent key is the guest's invalid-input: a 400.)
+    let (status, answer) = kv_run(&nodes[1], "other", "get visits hits").await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        kv_run(&nodes[1], "other", "incr visits hits").await,
+        (200, "1".to_string())
+    );
+    assert_eq!(
+        kv_run(&nodes[0], "acme", "get visits hits").await,
+        (200, "300".to_string())
+    );
+
+    // The quota is the tenant's across the cluster: 1,200 bytes through
+    // one node leave too little for 1,200 more through another.
+    assert_eq!(
+        kv_run(&nodes[0], "acme", "big visits first 1200").await,
+        (200, "ok".to_string())
+    );
+    let (status, answer) = kv_run(&nodes[1], "acme", "big visits second 1200").await;
+    assert_eq!(status, 502, "refused: {answer}");
+    let (status, _) = kv_run(&nodes[2], "acme", "get visits second").await;
+    assert_eq!(status, 400, "the refused write left nothing");
+    // What still fits under the quota is taken, through any node.
+    assert_eq!(
+        kv_run(&nodes[2], "acme", "big visits second 500").await,
+        (200, "ok".to_string())
+    );
+    for node in nodes {
+        node.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_refuses_a_replicated_bucket_on_nats_server_2_9_with_a_clear_error() {
+    let nats = NatsServer::cluster();
+    let urls: Vec<String> = nats.iter().map(NatsServer::url).collect();
+    let version = {
+        let out = std::process::Command::new("/usr/sbin/nats-server")
+            .arg("--version")
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    if !version.contains("v2.9.") {
+        eprintln!("skipped: the suite's nats-server is {version:?}, not 2.9");
+        return;
+    }
+    let dir =
+        ServeDir::new(&kv_node_config(&urls, "node-a")).copy_guest("kv-counter", "counter.wasm");
+    let node = dir.start();
+    let (status, _) = kv_run(&node, "acme", "incr visits hits").await;
+    assert_ne!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !node.log().contains("needs nats-server 2.10 or later") {
+        assert!(Instant::now() < deadline, "no clear error:\n{}", node.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop();
+}

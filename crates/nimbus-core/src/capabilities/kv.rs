@@ -114,7 +114,7 @@ impl KvView<'_> {
         // they never stall a runtime worker. Reads are served from redb's
         // cache in well under a microsecond; handing them to another thread
         // would cost 40× the read itself (measured: benches/kv.rs).
-        let result = if write {
+        let result = if write || backend.reads_wait() {
             tokio::task::spawn_blocking(move || op(&*backend, &ns)).await?
         } else {
             op(&*backend, &ns)
