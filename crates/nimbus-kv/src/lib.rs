@@ -97,12 +97,7 @@ impl Namespace {
     }
 
     fn key(&self, key: &str) -> Result<Vec<u8>, KvError> {
-        if key.len() > MAX_KEY_BYTES {
-            return Err(KvError::Invalid(format!(
-                "key of {} bytes is over the limit of {MAX_KEY_BYTES} bytes",
-                key.len()
-            )));
-        }
+        check_key(key)?;
         let mut k = self.prefix();
         k.extend_from_slice(key.as_bytes());
         Ok(k)
@@ -131,7 +126,19 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn check_value(value: &[u8]) -> Result<(), KvError> {
+/// A key within [`MAX_KEY_BYTES`]; every backend checks the same limits.
+pub fn check_key(key: &str) -> Result<(), KvError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KvError::Invalid(format!(
+            "key of {} bytes is over the limit of {MAX_KEY_BYTES} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A value within [`MAX_VALUE_BYTES`].
+pub fn check_value(value: &[u8]) -> Result<(), KvError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(KvError::Invalid(format!(
             "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes",

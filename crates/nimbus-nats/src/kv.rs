@@ -31,6 +31,7 @@ use async_nats::jetstream::kv::{self, Operation, Store};
 use bytes::Bytes;
 use nimbus_kv::{
     Found, KvBackend, KvError, MAX_KEY_BYTES, MAX_KEYS_PER_PAGE, MAX_VALUE_BYTES, Namespace,
+    check_key, check_value,
 };
 use tokio::sync::OnceCell;
 
@@ -240,23 +241,8 @@ fn ns_prefix(ns: &Namespace) -> String {
 }
 
 fn encode(ns: &Namespace, key: &str) -> Result<String, KvError> {
-    if key.len() > MAX_KEY_BYTES {
-        return Err(KvError::Invalid(format!(
-            "key of {} bytes is over the limit of {MAX_KEY_BYTES} bytes",
-            key.len()
-        )));
-    }
+    check_key(key)?;
     Ok(format!("{}.k{}", ns_prefix(ns), hex(key.as_bytes())))
-}
-
-fn check_value(value: &[u8]) -> Result<(), KvError> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(KvError::Invalid(format!(
-            "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes",
-            value.len()
-        )));
-    }
-    Ok(())
 }
 
 fn usage_key(tenant: &str) -> String {
