@@ -111,8 +111,8 @@ async fn a_full_pool_goes_to_the_tenant_below_its_share() {
     // `fair` may wait up to its own timeout for a slot: longer than the
     // hog's invocations take to end.
     let timeout = |ms| Limits::default().timeout(Duration::from_millis(ms));
-    tenant_with(host, "hog", timeout(300), &["sleep"]).await;
-    tenant_with(host, "fair", timeout(3000), &["sleep"]).await;
+    tenant_with(host, "hog", timeout(1000), &["sleep"]).await;
+    tenant_with(host, "fair", timeout(4000), &["sleep"]).await;
 
     let start = |tenant: &'static str| {
         let host = host.clone();
@@ -127,6 +127,11 @@ async fn a_full_pool_goes_to_the_tenant_below_its_share() {
     })
     .await;
     let fair: Vec<_> = (0..2).map(|_| start("fair")).collect();
+    // Until `fair` waits, `hog` is alone and its share is the whole pool.
+    wait_for("fair to wait for a slot", || {
+        metric(host, "nimbus_instance_pool_waiting") == Some(2.0)
+    })
+    .await;
     let more: Vec<_> = (0..4).map(|_| start("hog")).collect();
 
     for f in fair {

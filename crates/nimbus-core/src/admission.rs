@@ -14,6 +14,7 @@
 //! [`PoolConfig::admission_wait`]: crate::PoolConfig::admission_wait
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub(crate) struct PoolAdmission {
     max: usize,
     wait: Duration,
     state: Mutex<State>,
+    /// `waiting.len()`, published for the metrics scrape.
+    waiting_gauge: Arc<AtomicI64>,
 }
 
 #[derive(Debug, Default)]
@@ -88,10 +91,11 @@ impl State {
 }
 
 impl PoolAdmission {
-    pub fn new(max: usize, wait: Duration) -> Arc<Self> {
+    pub fn new(max: usize, wait: Duration, waiting_gauge: Arc<AtomicI64>) -> Arc<Self> {
         Arc::new(Self {
             max,
             wait,
+            waiting_gauge,
             state: Mutex::new(State {
                 free: max,
                 ..State::default()
@@ -134,6 +138,7 @@ impl PoolAdmission {
                     grant: tx,
                 },
             );
+            self.waiting_gauge.fetch_add(1, Relaxed);
             (seq, rx)
         };
         let mut granted = granted;
@@ -142,12 +147,14 @@ impl PoolAdmission {
         }
         let mut state = self.lock();
         if state.waiting.remove(&seq).is_none() {
+            // release() took it off the list, and the gauge with it.
             // Granted as the wait ran out: the slot is in the channel.
             drop(state);
             return granted
                 .try_recv()
                 .map_err(|_| "the instance pool lost a granted slot".to_string());
         }
+        self.waiting_gauge.fetch_sub(1, Relaxed);
         let held = state.held(tenant);
         let share = self.max / state.active(tenant);
         Err(self.refusal(tenant, held, share, true))
@@ -193,6 +200,7 @@ impl PoolAdmission {
                 state.free += 1;
                 return;
             };
+            self.waiting_gauge.fetch_sub(1, Relaxed);
             *state.held.entry(w.tenant.clone()).or_default() += 1;
             let slot = self.slot(&w.tenant);
             match w.grant.send(slot) {
@@ -229,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_refuses_the_tenant_at_its_share_and_serves_the_one_below_it() {
-        let pool = PoolAdmission::new(4, Duration::from_secs(5));
+        let pool = PoolAdmission::new(4, Duration::from_secs(5), Arc::default());
         let (a, b) = (name("a"), name("b"));
         let long = Duration::from_secs(5);
         let mut held = Vec::new();
@@ -246,6 +254,7 @@ mod tests {
             async move { pool.acquire(&b, long).await }
         });
         until_waiting(&pool, 1).await;
+        assert_eq!(pool.waiting_gauge.load(Relaxed), 1);
         let err = pool.acquire(&a, long).await.unwrap_err();
         assert!(err.contains("holds 4, its fair share"), "{err}");
 
@@ -253,6 +262,7 @@ mod tests {
         held.pop();
         let slot = waiting.await.unwrap().expect("granted");
         assert_eq!(&*slot.tenant, "b");
+        assert_eq!(pool.waiting_gauge.load(Relaxed), 0);
         assert_eq!(pool.lock().held(&a), 3);
         drop(slot);
         drop(held);
@@ -263,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_freed_slot_goes_to_the_waiting_tenant_holding_fewest() {
-        let pool = PoolAdmission::new(4, Duration::from_secs(5));
+        let pool = PoolAdmission::new(4, Duration::from_secs(5), Arc::default());
         let (a, b, c) = (name("a"), name("b"), name("c"));
         let long = Duration::from_secs(5);
         let a1 = pool.acquire(&a, long).await.unwrap();
@@ -288,7 +298,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_that_times_out_is_refused_and_leaves_no_trace() {
-        let pool = PoolAdmission::new(2, Duration::from_millis(20));
+        let pool = PoolAdmission::new(2, Duration::from_millis(20), Arc::default());
         let (a, b) = (name("a"), name("b"));
         let _held = [
             pool.acquire(&a, Duration::MAX).await.unwrap(),
@@ -301,6 +311,7 @@ mod tests {
         );
         let state = pool.lock();
         assert!(state.waiting.is_empty());
+        assert_eq!(pool.waiting_gauge.load(Relaxed), 0);
         assert_eq!(state.held(&b), 0);
     }
 }

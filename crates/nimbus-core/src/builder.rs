@@ -435,12 +435,17 @@ impl HostBuilder {
             .register(Box::new(SharedMetrics(metrics.clone())))
             .map_err(|e| Error::Config(format!("registering metrics: {e}")))?;
 
+        let pool = PoolAdmission::new(
+            p.max_instances as usize,
+            p.admission_wait,
+            metrics.pool_waiting.clone(),
+        );
         let runtime = Arc::new(Runtime {
             engine,
             linker,
             sink,
             metrics,
-            pool: PoolAdmission::new(p.max_instances as usize, p.admission_wait),
+            pool,
             cpu: crate::scheduler::CpuScheduler::new(self.guest_threads),
             guests,
             compile_slots: Semaphore::new(compile_parallelism()),

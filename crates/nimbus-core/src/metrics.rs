@@ -267,6 +267,11 @@ const IN_FLIGHT: Family = Family {
     help: "Invocations currently running.",
     kind: MetricType::GAUGE,
 };
+const POOL_WAITING: Family = Family {
+    name: "nimbus_instance_pool_waiting",
+    help: "Invocations waiting for a slot in the host's full instance pool (tenants under their fair share).",
+    kind: MetricType::GAUGE,
+};
 const DURATION: Family = Family {
     name: "nimbus_invocation_duration_seconds",
     help: "Wall time of invocations that ran, per tenant.",
@@ -357,6 +362,8 @@ pub(crate) struct Metrics {
     blob: Arc<dyn nimbus_blob::BlobBackend>,
     compilations: AtomicU64,
     cache_hits: AtomicU64,
+    /// Kept by the pool's admission, which holds a clone.
+    pub(crate) pool_waiting: Arc<AtomicI64>,
 }
 
 impl Metrics {
@@ -393,6 +400,7 @@ impl Metrics {
             desc(&BLOB_STORED, &["tenant"]),
             desc(&COMPILATIONS, &[]),
             desc(&CACHE_HITS, &[]),
+            desc(&POOL_WAITING, &[]),
             desc(&VERSION_INVOCATIONS, &["tenant", "function", "version"]),
         ];
         for (i, c) in COUNTERS.iter().enumerate() {
@@ -416,6 +424,7 @@ impl Metrics {
             blob,
             compilations: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
+            pool_waiting: Arc::default(),
         }
     }
 
@@ -586,6 +595,16 @@ impl Collector for Metrics {
                 vec![counter(self.cache_hits.load(Relaxed) as f64, &[])],
             ),
             family(&VERSION_INVOCATIONS, by_version),
+            family(
+                &POOL_WAITING,
+                vec![{
+                    let mut g = proto::Gauge::default();
+                    g.set_value(self.pool_waiting.load(Relaxed) as f64);
+                    let mut m = proto::Metric::default();
+                    m.set_gauge(g);
+                    m
+                }],
+            ),
         ];
         // Rows of one family are adjacent in COUNTERS: merge their series.
         for (row, series) in COUNTERS.iter().zip(counters) {
