@@ -13,6 +13,7 @@ mod build_cli;
 mod cli;
 mod client_cli;
 mod cluster;
+mod cluster_registry;
 mod compile_cache;
 mod crash;
 mod deploy;

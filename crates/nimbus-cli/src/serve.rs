@@ -27,12 +27,18 @@ pub async fn build(config: &Config) -> Result<(Gateway, Triggers), String> {
     build_node(config).await.map(|(g, t, _)| (g, t))
 }
 
-/// [`build`], and the connection to the `[cluster]` if there is one (its
-/// key-value bucket already behind the host). Connecting does not wait for
-/// NATS: a node whose NATS is down starts, and serves what needs no NATS.
-async fn build_node(
-    config: &Config,
-) -> Result<(Gateway, Triggers, Option<nimbus_nats::Cluster>), String> {
+/// A node's part in the `[cluster]`: the connection, and the watch that
+/// keeps the host up to date with the shared registry (while it lives).
+struct ClusterNode {
+    cluster: nimbus_nats::Cluster,
+    _watch: nimbus_nats::RegistryWatch,
+}
+
+/// [`build`], and the node's part in the `[cluster]` if there is one (its
+/// key-value bucket and registry already behind the host). The build reads
+/// the registry, so it waits for NATS; once running, a node that loses NATS
+/// serves what needs none.
+async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<ClusterNode>), String> {
     let ledger = config.resolve(&config.ledger);
     let data_dir = config.resolve(&config.data_dir);
     let mut builder = Host::builder()
@@ -49,7 +55,9 @@ async fn build_node(
                 &cluster,
                 c.kv_max_bytes,
             )));
-            Some(cluster)
+            let registry = std::sync::Arc::new(nimbus_nats::NatsRegistry::new(&cluster));
+            builder = builder.deployment_registry(registry.clone());
+            Some((cluster, registry))
         }
         None => None,
     };
@@ -57,6 +65,18 @@ async fn build_node(
         builder = builder.compile_cache(dir);
     }
     let host = builder.build().map_err(|e| e.to_string())?;
+    // Another node's deploys, alias moves and tenant changes show here from
+    // the revision the build loaded on.
+    let cluster = match cluster {
+        Some((cluster, registry)) => {
+            registry.register_metrics(host.registry())?;
+            Some(ClusterNode {
+                _watch: registry.watch(host.clone()),
+                cluster,
+            })
+        }
+        None => None,
+    };
     let mut gateway = Gateway::builder(host.clone()).max_body_bytes(config.max_body_bytes);
     for key in &config.admin_keys {
         gateway = gateway.admin_key(key.clone());
@@ -317,9 +337,9 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     // This node's ledger goes to the cluster's usage stream; a node whose
     // NATS is down bills locally and publishes when NATS returns.
     let usage_stream = match &cluster {
-        Some(cluster) => Some(
+        Some(node) => Some(
             nimbus_nats::UsageStream::start(
-                cluster,
+                &node.cluster,
                 config.resolve(&config.ledger),
                 host.registry(),
             )

@@ -36,6 +36,9 @@ pub(crate) struct HostInner {
     pub(crate) restoring: tokio::sync::watch::Sender<usize>,
     /// Gateway routes created through the admin API.
     pub(crate) routes: std::sync::RwLock<Vec<RouteRecord>>,
+    /// Bumped by every change of `routes`, so a gateway notices one made
+    /// elsewhere (another node of a cluster) without being told.
+    pub(crate) routes_generation: std::sync::atomic::AtomicU64,
 }
 
 /// An embeddable, multi-tenant function host. Cheap to clone.
@@ -71,6 +74,7 @@ impl Host {
                 loading: tokio::sync::watch::Sender::new(0),
                 restoring: tokio::sync::watch::Sender::new(0),
                 routes: std::sync::RwLock::new(Vec::new()),
+                routes_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -186,6 +190,19 @@ impl Host {
         Ok(())
     }
 
+    /// Changes with every change of [`Self::routes`].
+    pub fn routes_generation(&self) -> u64 {
+        self.inner
+            .routes_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn routes_changed(&self) {
+        self.inner
+            .routes_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Routes created through the admin API (recorded in the registry).
     pub fn routes(&self) -> Vec<RouteRecord> {
         self.inner
@@ -208,6 +225,8 @@ impl Host {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         routes.retain(|r| !(r.host == route.host && r.path == route.path));
         routes.push(route);
+        drop(routes);
+        self.routes_changed();
         Ok(())
     }
 
@@ -226,6 +245,7 @@ impl Host {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|r| !(r.host.as_deref() == host && r.path == path));
+        self.routes_changed();
         Ok(())
     }
 

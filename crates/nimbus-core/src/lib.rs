@@ -50,6 +50,7 @@ mod runtime;
 mod scheduler;
 mod services;
 mod state;
+mod sync;
 mod tenant;
 mod usage;
 mod versions;
@@ -64,6 +65,7 @@ pub use registry::{
     RegistryError, RouteRecord, Snapshot, TenantRecord, VersionRecord, Weighted,
 };
 pub use report::Report;
+pub use sync::RegistryChange;
 pub use versions::{KEPT_UNREFERENCED_VERSIONS, LIVE, LoadingGuard, Selector};
 
 /// Re-exported for building HTTP requests and responses.

@@ -77,14 +77,14 @@ fn digest(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-struct Job {
+pub(crate) struct Job {
     /// The artifact's preload, for the first version with its sha256.
-    preload: Option<tokio::task::JoinHandle<Option<Component>>>,
-    aliased: bool,
-    tenant: String,
-    function: String,
-    version: VersionRecord,
-    cell: Arc<VersionCell>,
+    pub(crate) preload: Option<tokio::task::JoinHandle<Option<Component>>>,
+    pub(crate) aliased: bool,
+    pub(crate) tenant: String,
+    pub(crate) function: String,
+    pub(crate) version: VersionRecord,
+    pub(crate) cell: Arc<VersionCell>,
 }
 
 impl Host {
@@ -118,11 +118,19 @@ impl Host {
             }
             self.install(Arc::new(state));
         }
-        // Aliased versions first (they serve requests), small before large (a
-        // cache miss compiles in this order).
+        self.spawn_loads(jobs, true);
+    }
+
+    /// Loads each job's version on the guest threads, aliased versions
+    /// first (they serve requests), small before large (a cache miss
+    /// compiles in this order). `restoring`: a restart's, counted in
+    /// [`Host::restored`].
+    pub(crate) fn spawn_loads(&self, mut jobs: Vec<Job>, restoring: bool) {
         jobs.sort_by_key(|j| (!j.aliased, j.version.size));
         self.inner.loading.send_modify(|n| *n += jobs.len());
-        self.inner.restoring.send_modify(|n| *n += jobs.len());
+        if restoring {
+            self.inner.restoring.send_modify(|n| *n += jobs.len());
+        }
         let guests = self.inner.runtime.guests.handle().clone();
         for mut job in jobs {
             let host = self.clone();
@@ -136,7 +144,9 @@ impl Host {
                     Err(e) => Load::Failed(e.to_string().into()),
                 });
                 host.inner.loading.send_modify(|n| *n -= 1);
-                host.inner.restoring.send_modify(|n| *n -= 1);
+                if restoring {
+                    host.inner.restoring.send_modify(|n| *n -= 1);
+                }
             });
         }
     }

@@ -254,7 +254,20 @@ impl Host {
         self.tenant(name)?;
         let n = name.to_string();
         self.registry_call(move |r| r.delete_tenant(&n)).await?;
+        self.forget_tenant(name).await?;
+        tracing::info!(tenant = name, "tenant deleted");
+        Ok(())
+    }
+
+    /// Drops a tenant the registry no longer has from memory, and its data.
+    pub(crate) async fn forget_tenant(&self, name: &str) -> Result<(), Error> {
         self.inner.tenants.remove(name);
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|r| r.tenant != name);
+        self.routes_changed();
         self.inner.declared.remove(name);
         self.inner.functions.retain(|(t, _), _| &**t != name);
         let services = &self.inner.runtime.services;
@@ -293,7 +306,6 @@ impl Host {
                 "tenant `{name}` deleted, but its data was not: {e}"
             ))
         })?;
-        tracing::info!(tenant = name, "tenant deleted");
         Ok(())
     }
 

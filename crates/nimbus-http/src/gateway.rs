@@ -105,6 +105,7 @@ impl GatewayBuilder {
             }
         }
         let static_routes = std::mem::take(&mut routes);
+        let host_generation = self.host.routes_generation();
         let routes = merge_routes(&static_routes, &self.host);
         let public = DashMap::new();
         for key in self.public {
@@ -116,6 +117,7 @@ impl GatewayBuilder {
                 host: self.host,
                 admin_keys: self.admin_keys,
                 tenants: RwLock::new(tenants),
+                routes_generation: std::sync::atomic::AtomicU64::new(host_generation),
                 routes: RwLock::new(routes),
                 static_routes,
                 public,
@@ -149,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) admin_keys: Vec<String>,
     tenants: RwLock<HashMap<String, Arc<TenantGate>>>,
     routes: RwLock<Vec<Route>>,
+    /// The host's routes generation `routes` was merged at.
+    routes_generation: std::sync::atomic::AtomicU64,
     /// The builder's (config file's) routes.
     static_routes: Vec<Route>,
     public: DashMap<(String, String), ()>,
@@ -240,8 +244,25 @@ impl Gateway {
     /// Rebuilds the route table from the builder's routes and the host's
     /// recorded ones (after the admin API changed those).
     pub(crate) fn refresh_routes(&self) {
+        use std::sync::atomic::Ordering;
+        let generation = self.inner.host.routes_generation();
         let merged = merge_routes(&self.inner.static_routes, &self.inner.host);
         *self.inner.routes.write().unwrap_or_else(|e| e.into_inner()) = merged;
+        self.inner
+            .routes_generation
+            .store(generation, Ordering::Release);
+    }
+
+    /// The route table, first rebuilt if the host's routes changed since
+    /// (on another node of a cluster, say).
+    pub(crate) fn current_routes(&self) -> std::sync::RwLockReadGuard<'_, Vec<Route>> {
+        use std::sync::atomic::Ordering;
+        if self.inner.routes_generation.load(Ordering::Acquire)
+            != self.inner.host.routes_generation()
+        {
+            self.refresh_routes();
+        }
+        self.inner.routes.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn tenant_gate(&self, tenant: &str) -> Option<Arc<TenantGate>> {

@@ -80,37 +80,11 @@ impl NatsKv {
         }
     }
 
-    /// Runs `f` on the runtime and waits for it from this thread: the trait
-    /// is synchronous, its callers are on blocking threads, and a metrics
-    /// scrape may call from a runtime worker, where `Handle::block_on`
-    /// would panic.
     fn block<T: Send + 'static>(
         &self,
         f: impl Future<Output = Result<T, KvError>> + Send + 'static,
     ) -> Result<T, KvError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let r = match tokio::time::timeout(CALL_TIMEOUT, f).await {
-                Ok(r) => r,
-                Err(_) => Err(KvError::Storage(format!(
-                    "NATS did not answer within {CALL_TIMEOUT:?}"
-                ))),
-            };
-            let _ = tx.send(r);
-        });
-        let wait = || {
-            rx.recv()
-                .map_err(|_| KvError::Storage("the NATS call was dropped".into()))?
-        };
-        // On a runtime worker (a metrics scrape), hand the worker's other
-        // tasks over while this thread waits: with one worker the call
-        // itself could otherwise never run.
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        }
+        crate::blocking::block(&self.runtime, CALL_TIMEOUT, f, KvError::Storage)
     }
 
     fn handle(&self) -> Handle {
@@ -294,7 +268,7 @@ async fn put_if(
 /// Whether `e` is JetStream refusing a write because the key moved on
 /// since the revision it expected: "wrong last sequence", 10071, and from
 /// nats-server 2.11 also 10164, which async-nats 0.51 reports as `Other`.
-fn raced(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn raced(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(e) = source {
         if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {

@@ -6,15 +6,19 @@
 //! and the cluster-wide pieces built on it. So far: the **usage stream**
 //! ([`UsageStream`]), which carries every node's usage records into one
 //! JetStream stream holding exactly one record per answered invocation,
-//! and **key-value** ([`NatsKv`], a `KvBackend` on a JetStream KV bucket:
-//! compare-and-set writes, a cluster-wide quota).
+//! **key-value** ([`NatsKv`], a `KvBackend` on a JetStream KV bucket:
+//! compare-and-set writes, a cluster-wide quota), and the **deployment
+//! registry** ([`NatsRegistry`]: records in a KV bucket, components in an
+//! object store by sha256, every node watching for the others' changes).
 //!
 //! Names keep tenants apart injectively: tenant and function names are
 //! `[a-z0-9_-]` (checked by `nimbus-core`), which NATS subject tokens take
 //! as they are, so `usage.<tenant>.<invocation id>` never lets two tenants'
 //! subjects meet.
 
+mod blocking;
 mod kv;
+mod registry;
 mod usage;
 
 use std::path::PathBuf;
@@ -23,6 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use kv::NatsKv;
+pub use registry::{NatsRegistry, RegistryWatch};
 pub use usage::{UsageStream, UsageStreamMetrics, cursor_path};
 
 /// The `[cluster]` section of `nimbus.toml` (and [`Cluster::connect`]'s
@@ -53,6 +58,21 @@ pub struct ClusterConfig {
     /// tenant's own quota is `max_kv_bytes`).
     #[serde(default = "default_kv_max_bytes")]
     pub kv_max_bytes: i64,
+    /// `max_bytes` of the registry's records (tenants, functions, routes).
+    #[serde(default = "default_registry_max_bytes")]
+    pub registry_max_bytes: i64,
+    /// `max_bytes` of the components' object store (every version's bytes
+    /// once per sha256).
+    #[serde(default = "default_components_max_bytes")]
+    pub components_max_bytes: i64,
+}
+
+fn default_registry_max_bytes() -> i64 {
+    256 << 20
+}
+
+fn default_components_max_bytes() -> i64 {
+    16 << 30
 }
 
 fn default_replicas() -> usize {
@@ -77,6 +97,8 @@ impl ClusterConfig {
             replicas: default_replicas(),
             usage_stream_max_bytes: default_usage_max_bytes(),
             kv_max_bytes: default_kv_max_bytes(),
+            registry_max_bytes: default_registry_max_bytes(),
+            components_max_bytes: default_components_max_bytes(),
         }
     }
 
@@ -108,10 +130,16 @@ impl ClusterConfig {
                 "cluster.usage_stream_max_bytes: must be above 0".into(),
             ));
         }
-        if self.kv_max_bytes <= 0 {
-            return Err(ClusterError::Config(
-                "cluster.kv_max_bytes: must be above 0".into(),
-            ));
+        for (name, v) in [
+            ("kv_max_bytes", self.kv_max_bytes),
+            ("registry_max_bytes", self.registry_max_bytes),
+            ("components_max_bytes", self.components_max_bytes),
+        ] {
+            if v <= 0 {
+                return Err(ClusterError::Config(format!(
+                    "cluster.{name}: must be above 0"
+                )));
+            }
         }
         Ok(())
     }

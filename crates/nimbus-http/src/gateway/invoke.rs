@@ -48,7 +48,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 fn resolve(gw: &Gateway, req: &Request) -> Option<Target> {
     let path = req.uri().path();
     let host = request_host(req.headers(), req.uri());
-    let routes = gw.inner.routes.read().unwrap_or_else(|e| e.into_inner());
+    let routes = gw.current_routes();
     for r in routes.iter() {
         let host_ok = match (&r.host, &host) {
             (None, _) => true,
