@@ -71,7 +71,7 @@ async fn stream_records(urls: &[String]) -> Option<BTreeMap<String, (String, ser
     Some(out)
 }
 
-async fn connect(urls: &[String]) -> Option<jetstream::Context> {
+pub(crate) async fn connect(urls: &[String]) -> Option<jetstream::Context> {
     let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
@@ -189,10 +189,30 @@ async fn every_answered_invocation_reaches_the_usage_stream_once_across_nats_and
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // It says what it cannot do, and stays in the load balancer's pool.
+    let ready = server.client().get("/readyz").await.expect(200).text();
+    assert!(
+        ready.contains("unavailable: cluster (NATS disconnected"),
+        "{ready}"
+    );
+    let why = server
+        .client()
+        .get("/readyz/cluster")
+        .await
+        .expect(503)
+        .text();
+    assert!(why.contains("NATS disconnected"), "{why}");
+    server.client().get("/readyz/nope").await.expect(404);
+
     // NATS comes back on the same store: the twenty arrive, nothing twice.
     nats.restart();
     let stream = wait_for(&[nats.url()], 60).await;
     assert_same(&stream, &ledger(&dir));
+    server.client().get("/readyz/cluster").await.expect(200);
+    assert_eq!(
+        server.client().get("/readyz").await.expect(200).text(),
+        "ready\n"
+    );
 
     // The node restarts having lost its cursor: it publishes its whole
     // ledger again, and the stream still holds each invocation once.
@@ -221,18 +241,18 @@ fn nimbus_nats_cursor(dir: &ServeDir) -> std::path::PathBuf {
     ledger.with_file_name("usage.jsonl.stream-cursor")
 }
 
-/// The server name of the usage stream's leader.
-async fn stream_leader(urls: &[String]) -> String {
+/// The server name of `stream`'s leader.
+pub(crate) async fn stream_leader(urls: &[String], stream: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(js) = connect(urls).await
-            && let Ok(stream) = js.get_stream(STREAM).await
+            && let Ok(stream) = js.get_stream(stream).await
             && let Ok(info) = stream.get_info().await
             && let Some(leader) = info.cluster.and_then(|c| c.leader)
         {
             return leader;
         }
-        assert!(Instant::now() < deadline, "the usage stream has no leader");
+        assert!(Instant::now() < deadline, "stream {stream} has no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -259,7 +279,7 @@ async fn three_nodes_on_three_nats_servers_bill_each_invocation_once_while_the_s
 
     // SIGKILL the stream's leader under load: a new leader is elected, and
     // every record the nodes wrote meanwhile arrives, each once.
-    let leader = stream_leader(&urls).await;
+    let leader = stream_leader(&urls, STREAM).await;
     let dead = nats
         .iter()
         .position(|s| s.name == leader)

@@ -56,7 +56,10 @@ where
 /// `POST /shop/echo` with `key` answers `body` from `version`.
 async fn echoes(c: Client, key: &str, version: &str) -> Result<(), String> {
     let r = c.with_key(key).post("/shop/echo").body("hi").await;
-    let got = (r.status.as_u16(), r.header(VERSION_HEADER).map(String::from));
+    let got = (
+        r.status.as_u16(),
+        r.header(VERSION_HEADER).map(String::from),
+    );
     if got == (200, Some(version.to_string())) && r.text() == "hi" {
         Ok(())
     } else {
@@ -107,9 +110,7 @@ async fn what_the_admin_api_changes_on_one_node_shows_on_every_node_and_survives
     let all: Vec<&NimbusServe> = nodes.iter().collect();
     on_every(&all, "the tenant", |c| async move {
         let r = c.with_key(ADMIN).get("/admin/v1/tenants/shop").await;
-        (r.status.as_u16() == 200)
-            .then_some(())
-            .ok_or(r.text())
+        (r.status.as_u16() == 200).then_some(()).ok_or(r.text())
     })
     .await;
 
@@ -124,7 +125,10 @@ async fn what_the_admin_api_changes_on_one_node_shows_on_every_node_and_survives
         async move { echoes(c, &key, "1").await }
     })
     .await;
-    eprintln!("a deploy on A answered on every node {} ms later", took.as_millis());
+    eprintln!(
+        "a deploy on A answered on every node {} ms later",
+        took.as_millis()
+    );
 
     // A second version deployed on B moves `live` everywhere; rolled back
     // on C, everywhere again.
@@ -203,7 +207,11 @@ async fn what_the_admin_api_changes_on_one_node_shows_on_every_node_and_survives
         .await
         .expect(200)
         .json();
-    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(2), "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(2),
+        "{versions}"
+    );
 
     // The function deleted on the restarted C is gone from A and B (its
     // tenant's other function stays).
@@ -240,9 +248,11 @@ async fn what_the_admin_api_changes_on_one_node_shows_on_every_node_and_survives
         async move {
             status_is(c.clone(), &key, "/shop/other", 404).await?;
             let r = c.with_key(&key).get("/queues/v1/shop/orders").await;
-            (r.status.as_u16() == 401)
-                .then_some(())
-                .ok_or(format!("queue API: {} {}", r.status, r.text()))
+            (r.status.as_u16() == 401).then_some(()).ok_or(format!(
+                "queue API: {} {}",
+                r.status,
+                r.text()
+            ))
         }
     })
     .await;

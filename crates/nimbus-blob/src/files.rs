@@ -18,7 +18,8 @@ use crate::names::check_tenant;
 /// removes the file.
 #[derive(Debug)]
 pub struct Spool {
-    dir: Arc<Dir>,
+    /// `None` for an [unnamed](Spool::unnamed) spool.
+    dir: Option<Arc<Dir>>,
     file_name: String,
     file: Option<std::fs::File>,
     written: u64,
@@ -27,6 +28,38 @@ pub struct Spool {
 }
 
 impl Spool {
+    /// A spool over `file`, which no directory names (an anonymous
+    /// temporary file), for a backend that keeps object bytes elsewhere
+    /// and reads the spool back with [`Self::contents`] on commit: dropping
+    /// it removes nothing, and a crash leaves nothing behind.
+    pub fn unnamed(tenant: &str, file: std::fs::File, limit: u64) -> Result<Spool, BlobError> {
+        check_tenant(tenant)?;
+        Ok(Spool {
+            dir: None,
+            file_name: String::new(),
+            file: Some(file),
+            written: 0,
+            limit,
+            tenant: tenant.into(),
+        })
+    }
+
+    /// The bytes written so far, from the first, as a file of their own to
+    /// read (the spool keeps its own handle).
+    pub fn contents(&mut self) -> Result<std::fs::File, BlobError> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| BlobError::Storage("spool already committed".into()))?;
+        file.flush()?;
+        let mut reader = match &self.dir {
+            Some(dir) => dir.open(&self.file_name)?.into_std(),
+            None => file.try_clone()?,
+        };
+        reader.seek(SeekFrom::Start(0))?;
+        Ok(reader)
+    }
+
     /// Appends bytes; fails (and keeps failing) past the object size limit.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         let next = self.written + bytes.len() as u64;
@@ -66,7 +99,9 @@ impl Spool {
             file.flush()?;
             file.sync_all()?;
         }
-        self.dir.open(".")?.into_std().sync_all()?;
+        if let Some(dir) = &self.dir {
+            dir.open(".")?.into_std().sync_all()?;
+        }
         Ok(())
     }
 
@@ -79,8 +114,10 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = self.dir.remove_file(&self.file_name);
+        if self.file.take().is_some()
+            && let Some(dir) = &self.dir
+        {
+            let _ = dir.remove_file(&self.file_name);
         }
     }
 }
@@ -96,6 +133,17 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
+    /// A reader of `len` bytes of `file` from where it stands, out of an
+    /// object of `size` bytes: for a backend that fetches the range into a
+    /// local file of its own.
+    pub fn from_file(file: std::fs::File, len: u64, size: u64) -> ObjectReader {
+        ObjectReader {
+            file,
+            remaining: len,
+            size,
+        }
+    }
+
     /// Size of the whole object.
     pub fn object_size(&self) -> u64 {
         self.size
@@ -172,7 +220,7 @@ impl ObjectFiles {
         let file_name = uuid::Uuid::now_v7().simple().to_string();
         let file = dir.create(&file_name)?.into_std();
         Ok(Spool {
-            dir,
+            dir: Some(dir),
             file_name,
             file: Some(file),
             written: 0,

@@ -39,4 +39,4 @@ pub use error::BlobError;
 pub use files::{ObjectReader, Spool};
 pub use fs::{DEFAULT_MAX_OBJECT_BYTES, FsBlobs};
 pub use listing::MAX_LIST_PAGE;
-pub use names::{MAX_NAME_BYTES, check_container_name, check_object_name};
+pub use names::{MAX_NAME_BYTES, check_container_name, check_object_name, check_tenant};

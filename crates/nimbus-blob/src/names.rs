@@ -41,7 +41,7 @@ pub(crate) fn check_names(container: &str, name: &str) -> Result<(), BlobError> 
     check_object_name(name)
 }
 
-pub(crate) fn check_tenant(tenant: &str) -> Result<(), BlobError> {
+pub fn check_tenant(tenant: &str) -> Result<(), BlobError> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 63
         && tenant

@@ -55,6 +55,10 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
                 &cluster,
                 c.kv_max_bytes,
             )));
+            builder = builder.queue_backend(std::sync::Arc::new(nimbus_nats::NatsQueues::new(
+                &cluster,
+                c.queues_max_bytes,
+            )));
             let registry = std::sync::Arc::new(nimbus_nats::NatsRegistry::new(&cluster));
             builder = builder.deployment_registry(registry.clone());
             Some((cluster, registry))
@@ -111,6 +115,12 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
         host.clone(),
         TriggerOptions {
             state_path: Some(data_dir.join("triggers.redb")),
+            // Every node runs the file's schedules: each tick runs on the
+            // node whose claim on it wins.
+            tick_claims: match &cluster {
+                Some(node) => std::sync::Arc::new(nimbus_nats::NatsTickClaims::new(&node.cluster)),
+                None => TriggerOptions::default().tick_claims,
+            },
             ..TriggerOptions::default()
         },
     )
@@ -142,7 +152,18 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
             })
             .map_err(|e| format!("schedules[{i}]: {e}"))?;
     }
-    Ok((gateway.build()?, triggers, cluster))
+    let gateway = gateway.build()?;
+    if let Some(node) = &cluster {
+        let c = node.cluster.clone();
+        gateway.add_dependency("cluster", move || {
+            (!c.connected()).then(|| {
+                "NATS disconnected: key-value, queues, schedules and changes from other \
+                 nodes wait for it; usage is kept in the local ledger"
+                    .to_string()
+            })
+        });
+    }
+    Ok((gateway, triggers, cluster))
 }
 
 /// Publishes the file's functions whose bytes or config changed since the

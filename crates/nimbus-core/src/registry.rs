@@ -142,6 +142,17 @@ pub struct Snapshot {
 #[error("deployment registry: {0}")]
 pub struct RegistryError(pub String);
 
+impl RegistryError {
+    /// What a message starts with when the change lost a race with a
+    /// change made elsewhere (a clustered registry's compare-and-set): the
+    /// host reports it as [`crate::Error::Conflict`], and retrying can work.
+    pub const CONFLICT: &'static str = "conflict: ";
+
+    pub fn conflict(message: impl std::fmt::Display) -> Self {
+        Self(format!("{}{message}", Self::CONFLICT))
+    }
+}
+
 macro_rules! registry_error_from {
     ($($t:ty),*) => {$(
         impl From<$t> for RegistryError {

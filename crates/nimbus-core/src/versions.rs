@@ -511,7 +511,12 @@ impl Host {
         tokio::task::spawn_blocking(move || f(registry.as_ref()))
             .await
             .map_err(|e| Error::Registry(format!("registry call panicked: {e}")))?
-            .map_err(|e| Error::Registry(e.0))
+            .map_err(
+                |e| match e.0.strip_prefix(crate::registry::RegistryError::CONFLICT) {
+                    Some(why) => Error::Conflict(why.to_string()),
+                    None => Error::Registry(e.0),
+                },
+            )
     }
 }
 

@@ -124,6 +124,7 @@ impl GatewayBuilder {
                 recorded_limiters: DashMap::new(),
                 max_body_bytes: self.max_body_bytes,
                 ready: AtomicBool::new(true),
+                dependencies: RwLock::default(),
                 storage_requests,
             }),
         })
@@ -146,6 +147,9 @@ pub(crate) struct RecordedLimiter {
     pub(crate) limiter: DefaultDirectRateLimiter,
 }
 
+/// See [`Gateway::add_dependency`].
+pub(crate) type Dependency = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 pub(crate) struct Inner {
     pub(crate) host: Host,
     pub(crate) admin_keys: Vec<String>,
@@ -159,6 +163,9 @@ pub(crate) struct Inner {
     pub(crate) recorded_limiters: DashMap<String, Arc<RecordedLimiter>>,
     max_body_bytes: usize,
     pub(crate) ready: AtomicBool,
+    /// What this node depends on beyond itself (the NATS cluster), each
+    /// with a check that says why it is unavailable, if it is.
+    pub(crate) dependencies: RwLock<Vec<(String, Dependency)>>,
     pub(crate) storage_requests: nimbus_core::prometheus::IntCounterVec,
 }
 
@@ -193,6 +200,42 @@ impl Gateway {
     /// `/readyz` answers 503 once this is false (set when draining).
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Registers something this node needs for part of its work: while
+    /// `check` returns a reason, `/readyz` still answers 200 (the node
+    /// serves what needs none of it) and names it, and `/readyz/{name}`
+    /// answers 503 with the reason.
+    pub fn add_dependency(
+        &self,
+        name: &str,
+        check: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) {
+        self.inner
+            .dependencies
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_string(), Arc::new(check)));
+    }
+
+    /// Each dependency that is unavailable now, with why.
+    pub(crate) fn unavailable(&self) -> Vec<(String, String)> {
+        self.inner
+            .dependencies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(name, check)| check().map(|why| (name.clone(), why)))
+            .collect()
+    }
+
+    pub(crate) fn has_dependency(&self, name: &str) -> bool {
+        self.inner
+            .dependencies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(n, _)| n == name)
     }
 
     /// Public in the builder (the config file) or made public through the

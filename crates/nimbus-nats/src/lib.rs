@@ -18,7 +18,9 @@
 
 mod blocking;
 mod kv;
+mod queue;
 mod registry;
+mod schedule;
 mod usage;
 
 use std::path::PathBuf;
@@ -27,7 +29,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use kv::NatsKv;
+pub use queue::NatsQueues;
 pub use registry::{NatsRegistry, RegistryWatch};
+pub use schedule::NatsTickClaims;
 pub use usage::{UsageStream, UsageStreamMetrics, cursor_path};
 
 /// The `[cluster]` section of `nimbus.toml` (and [`Cluster::connect`]'s
@@ -65,6 +69,14 @@ pub struct ClusterConfig {
     /// once per sha256).
     #[serde(default = "default_components_max_bytes")]
     pub components_max_bytes: i64,
+    /// `max_bytes` of the queues' stream, and of the dead letters' (a full
+    /// one refuses sends; nothing is dropped).
+    #[serde(default = "default_queues_max_bytes")]
+    pub queues_max_bytes: i64,
+}
+
+fn default_queues_max_bytes() -> i64 {
+    4 << 30
 }
 
 fn default_registry_max_bytes() -> i64 {
@@ -99,6 +111,7 @@ impl ClusterConfig {
             kv_max_bytes: default_kv_max_bytes(),
             registry_max_bytes: default_registry_max_bytes(),
             components_max_bytes: default_components_max_bytes(),
+            queues_max_bytes: default_queues_max_bytes(),
         }
     }
 
@@ -134,6 +147,7 @@ impl ClusterConfig {
             ("kv_max_bytes", self.kv_max_bytes),
             ("registry_max_bytes", self.registry_max_bytes),
             ("components_max_bytes", self.components_max_bytes),
+            ("queues_max_bytes", self.queues_max_bytes),
         ] {
             if v <= 0 {
                 return Err(ClusterError::Config(format!(

@@ -494,7 +494,7 @@ impl Inner {
                 let now = store.entry(key).await.map_err(fail)?;
                 match now {
                     Some(e) if e.operation == Operation::Put && same(&e.value) => Ok(()),
-                    _ => Err(RegistryError(format!(
+                    _ => Err(RegistryError::conflict(format!(
                         "{what} was changed on another node at the same time; this node \
                          now loads that change, try again"
                     ))),

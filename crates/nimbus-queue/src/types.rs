@@ -44,7 +44,7 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    pub(crate) fn validate(&self) -> Result<(), QueueError> {
+    pub fn validate(&self) -> Result<(), QueueError> {
         if self.max_receive_count == 0 {
             return Err(QueueError::InvalidConfig(
                 "max_receive_count must be at least 1".into(),
@@ -60,7 +60,7 @@ impl QueueConfig {
 
     /// Backoff after the `receive_count`-th receive failed:
     /// `backoff_base * 2^(receive_count - 1)`, capped at `backoff_max`.
-    pub(crate) fn backoff_ms(&self, receive_count: u32) -> u64 {
+    pub fn backoff_ms(&self, receive_count: u32) -> u64 {
         let doublings = receive_count.saturating_sub(1);
         let factor = 1u64.checked_shl(doublings).unwrap_or(u64::MAX);
         millis(self.backoff_base)
@@ -87,7 +87,9 @@ pub fn now_ms() -> u64 {
 pub struct MessageId(Uuid);
 
 impl MessageId {
-    pub(crate) fn new() -> Self {
+    /// A new id (what `send` gives a message).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
 
@@ -130,6 +132,18 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// A receipt for delivery `delivery` (unique per delivery within the
+    /// backend that issues it, never 0) of message `id`: for backends
+    /// other than the embedded one.
+    pub fn new(id: MessageId, delivery: u64) -> Self {
+        Self { id, delivery }
+    }
+
+    /// The delivery this receipt is for.
+    pub fn delivery(&self) -> u64 {
+        self.delivery
+    }
+
     /// The message this receipt is for.
     pub fn message_id(&self) -> MessageId {
         self.id
@@ -180,7 +194,7 @@ impl OutgoingMessage {
 
     /// Bytes counted against `max_message_bytes`: everything the sender
     /// chose, so metadata cannot smuggle a large payload past the limit.
-    pub(crate) fn size(&self) -> usize {
+    pub fn size(&self) -> usize {
         self.body.len()
             + self.content_type.as_ref().map_or(0, String::len)
             + self

@@ -25,13 +25,17 @@
 //!   with seconds) in UTC or a named time zone. The last tick is persisted;
 //!   with `catch_up` a tick missed while the server was down runs once at
 //!   start. A tick that comes while the previous run is still going is
-//!   skipped (logged and counted), never run twice at once.
+//!   skipped (logged and counted), never run twice at once. Several nodes
+//!   running the same schedule run each tick once between them: a tick is
+//!   run by the node whose claim on it wins ([`TickClaims`]); a node still
+//!   running the previous tick does not claim, leaving the tick to another.
 
 // One module per kind of trigger, owning its validation, state, runners and
 // metrics, so that a change to one kind stays in one file. They share only
 // `dispatch` (invocation, stop signal, counters) and `metrics` (the one
 // collector they report through), never each other.
 
+mod claims;
 mod dispatch;
 mod metrics;
 mod object;
@@ -39,6 +43,7 @@ mod queue;
 mod schedule;
 mod spec;
 
+pub use claims::{Claim, ClaimFuture, LocalTickClaims, TickClaims};
 pub use spec::{ObjectTrigger, QueueTrigger, ScheduleTrigger, TriggerError, TriggerOptions};
 
 use std::sync::{Arc, Mutex};
@@ -75,6 +80,7 @@ impl Triggers {
         let schedules = Arc::new(Schedules::open(
             host.clone(),
             options.state_path.as_deref(),
+            options.tick_claims.clone(),
         )?);
         let objects = Arc::new(Objects::new(host.clone(), &options));
         let queues = Arc::new(Queues::new(host.clone(), &options));

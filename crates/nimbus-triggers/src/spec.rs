@@ -2,9 +2,12 @@
 //! types the trigger modules and the public API share.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nimbus_core::nimbus_queue::QueueConfig;
+
+use crate::claims::{LocalTickClaims, TickClaims};
 
 /// Run `function` when an object is written to `container`, if its key
 /// starts with `prefix` and ends with `suffix`.
@@ -54,6 +57,10 @@ pub struct TriggerOptions {
     /// Where schedules persist their last tick; without it, missed ticks
     /// cannot be detected.
     pub state_path: Option<PathBuf>,
+    /// Which node runs a schedule's tick when several run the schedule
+    /// (see [`TickClaims`]); [`LocalTickClaims`], every tick this node's,
+    /// when it runs alone.
+    pub tick_claims: Arc<dyn TickClaims>,
 }
 
 impl Default for TriggerOptions {
@@ -64,6 +71,7 @@ impl Default for TriggerOptions {
             object_retry_base: Duration::from_secs(1),
             poll_interval: Duration::from_millis(50),
             state_path: None,
+            tick_claims: Arc::new(LocalTickClaims),
         }
     }
 }
