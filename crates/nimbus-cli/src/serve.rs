@@ -74,6 +74,7 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
     let cluster = match cluster {
         Some((cluster, registry)) => {
             registry.register_metrics(host.registry())?;
+            cluster.register_metrics(host.registry())?;
             Some(ClusterNode {
                 _watch: registry.watch(host.clone()),
                 cluster,

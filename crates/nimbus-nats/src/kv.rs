@@ -84,7 +84,11 @@ impl NatsKv {
         &self,
         f: impl Future<Output = Result<T, KvError>> + Send + 'static,
     ) -> Result<T, KvError> {
-        crate::blocking::block(&self.runtime, CALL_TIMEOUT, f, KvError::Storage)
+        let r = crate::blocking::block(&self.runtime, CALL_TIMEOUT, f, KvError::Storage);
+        if let Err(KvError::Storage(_)) = &r {
+            self.cluster.api_error("kv");
+        }
+        r
     }
 
     fn handle(&self) -> Handle {

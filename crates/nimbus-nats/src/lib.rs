@@ -181,6 +181,8 @@ pub struct Cluster {
     config: ClusterConfig,
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
+    /// Failed JetStream calls, by the part of Nimbus that made them.
+    errors: prometheus::IntCounterVec,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -225,11 +227,33 @@ impl Cluster {
                 source: Box::new(e),
             })?;
         let jetstream = async_nats::jetstream::new(client.clone());
+        let errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "nimbus_jetstream_errors_total",
+                "JetStream calls that failed (NATS unreachable, no leader, timed out), by the \
+                 part of Nimbus that made them: kv, queues, registry.",
+            ),
+            &["component"],
+        )
+        .map_err(|e| ClusterError::Config(format!("metric: {e}")))?;
         Ok(Self {
             config,
             client,
             jetstream,
+            errors,
         })
+    }
+
+    /// Registers the cluster's own metrics (`nimbus_jetstream_errors_total`).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> Result<(), String> {
+        registry
+            .register(Box::new(self.errors.clone()))
+            .map_err(|e| format!("registering cluster metrics: {e}"))
+    }
+
+    /// Counts a failed JetStream call of `component`.
+    pub(crate) fn api_error(&self, component: &str) {
+        self.errors.with_label_values(&[component]).inc();
     }
 
     pub fn config(&self) -> &ClusterConfig {

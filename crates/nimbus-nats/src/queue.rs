@@ -222,12 +222,16 @@ impl NatsQueues {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = Result<T, QueueError>> + Send + 'static,
     {
-        crate::blocking::block(
+        let r = crate::blocking::block(
             &self.inner.runtime,
             CALL_TIMEOUT,
             f(self.inner.clone()),
             QueueError::Storage,
-        )
+        );
+        if let Err(QueueError::Storage(_)) = &r {
+            self.inner.cluster.api_error("queues");
+        }
+        r
     }
 }
 

@@ -267,8 +267,11 @@ impl NatsRegistry {
         let r = crate::blocking::block(&self.inner.runtime, CALL_TIMEOUT, f, |e| {
             RegistryError(format!("NATS: {e}"))
         });
-        if r.is_err() {
+        if let Err(e) = &r
+            && !e.0.starts_with(RegistryError::CONFLICT)
+        {
             errors.inc();
+            self.inner.cluster.api_error("registry");
         }
         r
     }
