@@ -80,10 +80,10 @@ TOML
     fi
 }
 
-start_node() { # DIR -> pid
-    target/release/nimbus serve --config "$1/nimbus.toml" 2>>"$1/nimbus.log" &
-    pids+=($!)
-    echo $!
+start_node() { # DIR; its pid in $node_pid
+    target/release/nimbus serve --config "$1/nimbus.toml" >/dev/null 2>>"$1/nimbus.log" &
+    node_pid=$!
+    pids+=("$node_pid")
 }
 
 wait_up() { # PORT
@@ -119,19 +119,27 @@ run_case() {
     # Fill: the first node, without a trigger.
     config "${dirs[0]}" "${ports[0]}" "$cluster" no
     local pid
-    pid=$(start_node "${dirs[0]}")
+    start_node "${dirs[0]}"
+    pid=$node_pid
     wait_up "${ports[0]}"
-    seq 1 "$MESSAGES" | xargs -P 8 -I{} curl -sf -o /dev/null \
+    local sent
+    sent=$(seq 1 "$MESSAGES" | xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' \
         -H 'authorization: Bearer bench-key' --data-binary 'm{}' \
-        "http://127.0.0.1:${ports[0]}/queues/v1/bench/jobs/messages"
+        "http://127.0.0.1:${ports[0]}/queues/v1/bench/jobs/messages" | grep -c '^20' || true)
     kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    if [ "$sent" != "$MESSAGES" ]; then
+        echo "$name failed:$sent/$MESSAGES-sent(see-${dirs[0]}/nimbus.log)"
+        return
+    fi
     wait "$pid" 2>/dev/null || true
     # Drain: every node with the trigger, timed from when all are ready
     # (triggers start just before); what ran before that is not counted.
     local t0 s0 started=()
     for i in $(seq 0 $((nodes - 1))); do
         config "${dirs[$i]}" "${ports[$i]}" "$cluster" yes
-        started+=("$(start_node "${dirs[$i]}")")
+        start_node "${dirs[$i]}"
+        started+=("$node_pid")
     done
     for port in "${ports[@]}"; do wait_up "$port"; done
     t0=$(date +%s%N)

@@ -76,17 +76,21 @@ pub struct ClusterConfig {
 }
 
 fn default_queues_max_bytes() -> i64 {
-    4 << 30
+    1 << 30
 }
 
 fn default_registry_max_bytes() -> i64 {
-    256 << 20
+    64 << 20
 }
 
 fn default_components_max_bytes() -> i64 {
-    16 << 30
+    2 << 30
 }
 
+// Every stream's `max_bytes` is reserved on its servers when it is made
+// (a server refuses a stream it has no room for: error 10047), so the
+// defaults stay modest — about 10 GiB together — and a deployment sizes
+// them to its disks.
 fn default_replicas() -> usize {
     1
 }
@@ -96,7 +100,7 @@ fn default_usage_max_bytes() -> i64 {
 }
 
 fn default_kv_max_bytes() -> i64 {
-    8 << 30
+    1 << 30
 }
 
 impl ClusterConfig {
