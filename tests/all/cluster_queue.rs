@@ -273,6 +273,17 @@ async fn a_thousand_messages_are_each_processed_while_a_node_and_the_stream_lead
         assert!(Instant::now() < deadline, "not dead again: {s}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A queue no trigger has configured yet takes messages, and keeps
+    // them for whoever consumes it later.
+    let b = nodes[1].as_ref().expect("b");
+    b.client()
+        .with_key(KEY)
+        .post("/queues/v1/acme/later/messages")
+        .body("kept")
+        .await
+        .expect_status_in(&[200, 201, 202]);
+    let s = stats(nodes[2].as_ref().expect("c"), "later").await;
+    assert_eq!(s["visible"].as_u64(), Some(1), "{s}");
     for node in nodes.into_iter().flatten() {
         node.stop();
     }

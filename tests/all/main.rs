@@ -13,6 +13,7 @@ mod build_cli;
 mod cli;
 mod client_cli;
 mod cluster;
+mod cluster_blob;
 mod cluster_queue;
 mod cluster_registry;
 mod cluster_schedule;

@@ -59,6 +59,10 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
                 &cluster,
                 c.queues_max_bytes,
             )));
+            builder = builder.blob_backend(std::sync::Arc::new(nimbus_nats::NatsBlobs::new(
+                &cluster,
+                c.blobs_max_bytes,
+            )));
             let registry = std::sync::Arc::new(nimbus_nats::NatsRegistry::new(&cluster));
             builder = builder.deployment_registry(registry.clone());
             Some((cluster, registry))

@@ -16,6 +16,7 @@
 //! as they are, so `usage.<tenant>.<invocation id>` never lets two tenants'
 //! subjects meet.
 
+mod blob;
 mod blocking;
 mod kv;
 mod queue;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use blob::NatsBlobs;
 pub use kv::NatsKv;
 pub use queue::NatsQueues;
 pub use registry::{NatsRegistry, RegistryWatch};
@@ -73,6 +75,14 @@ pub struct ClusterConfig {
     /// one refuses sends; nothing is dropped).
     #[serde(default = "default_queues_max_bytes")]
     pub queues_max_bytes: i64,
+    /// `max_bytes` of the blobs' object store (every tenant's objects; each
+    /// tenant's own quota is `max_blob_bytes`). A full one refuses writes.
+    #[serde(default = "default_blobs_max_bytes")]
+    pub blobs_max_bytes: i64,
+}
+
+fn default_blobs_max_bytes() -> i64 {
+    2 << 30
 }
 
 fn default_queues_max_bytes() -> i64 {
@@ -116,6 +126,7 @@ impl ClusterConfig {
             registry_max_bytes: default_registry_max_bytes(),
             components_max_bytes: default_components_max_bytes(),
             queues_max_bytes: default_queues_max_bytes(),
+            blobs_max_bytes: default_blobs_max_bytes(),
         }
     }
 
@@ -152,6 +163,7 @@ impl ClusterConfig {
             ("registry_max_bytes", self.registry_max_bytes),
             ("components_max_bytes", self.components_max_bytes),
             ("queues_max_bytes", self.queues_max_bytes),
+            ("blobs_max_bytes", self.blobs_max_bytes),
         ] {
             if v <= 0 {
                 return Err(ClusterError::Config(format!(

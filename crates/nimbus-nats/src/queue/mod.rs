@@ -118,8 +118,12 @@ fn unhex(s: &str) -> Option<String> {
 /// Whether `e` is JetStream's "consumer not found" (10014), not a failure
 /// to ask (a leader election, NATS gone).
 fn consumer_missing(e: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
     let mut source = Some(e);
     while let Some(e) = source {
+        if let Some(info) = e.downcast_ref::<ConsumerInfoError>() {
+            return matches!(info.kind(), ConsumerInfoErrorKind::NotFound);
+        }
         if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
             return js.error_code().0 == 10014;
         }
