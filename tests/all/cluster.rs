@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-use crate::support::{NatsServer, NimbusServe, ServeDir, metric_in, outcome_series};
+use crate::support::{NatsServer, NimbusServe, STREAM_LIMITS, ServeDir, metric_in, outcome_series};
 
 const STREAM: &str = "NIMBUS_USAGE";
 
@@ -29,7 +29,7 @@ data_dir = "data"
 urls = {urls:?}
 node = "{node}"
 replicas = {replicas}
-[tenants.acme]
+{STREAM_LIMITS}[tenants.acme]
 [[functions]]
 tenant = "acme"
 name = "hello"
@@ -323,7 +323,7 @@ data_dir = "data"
 urls = {urls:?}
 node = "{node}"
 replicas = 3
-[tenants.acme]
+{STREAM_LIMITS}[tenants.acme]
 api_keys = ["acme-key"]
 max_kv_bytes = 2000
 [tenants.other]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nimbus_core::Trigger;
 
-use crate::support::{NatsServer, NimbusServe, ServeDir, acme_series, metric_in};
+use crate::support::{NatsServer, NimbusServe, STREAM_LIMITS, ServeDir, acme_series, metric_in};
 
 const KEY: &str = "acme-key";
 
@@ -26,9 +26,7 @@ data_dir = "data"
 urls = {urls:?}
 node = "{node}"
 replicas = {replicas}
-# JetStream reserves every stream's max_bytes against the disk.
-blobs_max_bytes = 1073741824
-[tenants.acme]
+{STREAM_LIMITS}[tenants.acme]
 api_keys = ["{KEY}"]
 max_blob_bytes = 10000
 [[functions]]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::cluster::stream_leader;
-use crate::support::{Client, NatsServer, NimbusServe, ServeDir};
+use crate::support::{Client, NatsServer, NimbusServe, STREAM_LIMITS, ServeDir};
 
 const KEY: &str = "acme-key";
 const ADMIN: &str = "admin-key";
@@ -24,7 +24,7 @@ admin_keys = ["{ADMIN}"]
 urls = {urls:?}
 node = "{node}"
 replicas = 3
-[tenants.acme]
+{STREAM_LIMITS}[tenants.acme]
 api_keys = ["{KEY}"]
 [[functions]]
 tenant = "acme"

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nimbus_http::VERSION_HEADER;
 
-use crate::support::{Client, NatsServer, NimbusServe, ServeDir, guests, metric_in};
+use crate::support::{Client, NatsServer, NimbusServe, STREAM_LIMITS, ServeDir, guests, metric_in};
 
 const ADMIN: &str = "admin-key";
 
@@ -23,7 +23,7 @@ admin_keys = ["{ADMIN}"]
 urls = {urls:?}
 node = "{node}"
 replicas = 3
-"#
+{STREAM_LIMITS}"#
     )
 }
 

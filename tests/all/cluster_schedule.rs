@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-use crate::support::{NatsServer, NimbusServe, ServeDir, metric_in};
+use crate::support::{NatsServer, NimbusServe, STREAM_LIMITS, ServeDir, metric_in};
 
 const BUCKET: &str = "NIMBUS_SCHEDULES";
 const CLAIMED_ELSEWHERE: &str =
@@ -23,7 +23,7 @@ data_dir = "data"
 urls = {urls:?}
 node = "{node}"
 replicas = 3
-[tenants.acme]
+{STREAM_LIMITS}[tenants.acme]
 [[functions]]
 tenant = "acme"
 name = "tick"

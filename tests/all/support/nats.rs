@@ -196,3 +196,17 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// `[cluster]` lines that size every stream Nimbus creates small: a server
+/// reserves each stream's `max_bytes` against its disk when the stream is
+/// made, and the tests' three servers share one disk, so the defaults
+/// (about 10 GiB a server) would need more free space than a CI machine
+/// may have.
+pub const STREAM_LIMITS: &str = "\
+usage_stream_max_bytes = 268435456
+kv_max_bytes = 268435456
+registry_max_bytes = 67108864
+components_max_bytes = 268435456
+queues_max_bytes = 268435456
+blobs_max_bytes = 268435456
+";
