@@ -362,7 +362,31 @@ impl Inner {
         Ok(config)
     }
 
+    /// Retried while NATS cannot answer (a fresh cluster electing its
+    /// leaders answers "no responders" for seconds): a node's queue
+    /// triggers configure their queues as it starts, and it must wait for
+    /// the cluster, not exit.
     async fn configure(
+        &self,
+        tenant: &str,
+        queue: &str,
+        config: QueueConfig,
+    ) -> Result<(), QueueError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.configure_once(tenant, queue, config.clone()).await {
+                Err(QueueError::Storage(e)) if started.elapsed() + wait < PUBLISH_RETRY_FOR => {
+                    tracing::debug!(queue, "configuring: {e}; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn configure_once(
         &self,
         tenant: &str,
         queue: &str,

@@ -47,6 +47,8 @@ use tokio::sync::OnceCell;
 
 use crate::Cluster;
 
+mod backend;
+
 /// The records' bucket.
 pub const BUCKET: &str = "NIMBUS_REGISTRY";
 /// The components' object store.
@@ -133,6 +135,34 @@ impl std::fmt::Debug for NatsRegistry {
 
 fn fail(e: impl std::fmt::Display) -> RegistryError {
     RegistryError(format!("NATS: {e}"))
+}
+
+/// How long a registry call goes on retrying NATS failures (within
+/// [`CALL_TIMEOUT`]): a fresh cluster electing its JetStream leaders, or
+/// one replacing a dead leader, answers "no responders" for seconds, and a
+/// node starting then must wait, not exit.
+const RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// `call` until it succeeds, is refused for a reason retrying cannot
+/// change (a conflict), or [`RETRY_FOR`] has passed.
+async fn retry<T, Fut>(what: &str, mut call: impl FnMut() -> Fut) -> Result<T, RegistryError>
+where
+    Fut: Future<Output = Result<T, RegistryError>>,
+{
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.0.starts_with(RegistryError::CONFLICT) => return Err(e),
+            Err(e) if started.elapsed() + wait < RETRY_FOR => {
+                tracing::debug!("registry: {what}: {e}; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn tenant_key(name: &str) -> String {
@@ -392,6 +422,12 @@ impl Inner {
     /// Every key's value as it is now, with its revision; also where the
     /// stream was before reading, for the watch to start after.
     async fn read_all(&self) -> Result<(u64, Vec<(String, u64, Option<Bytes>)>), RegistryError> {
+        retry("reading the registry", || self.read_all_once()).await
+    }
+
+    async fn read_all_once(
+        &self,
+    ) -> Result<(u64, Vec<(String, u64, Option<Bytes>)>), RegistryError> {
         let store = self.records().await?;
         let last = store
             .stream
@@ -475,7 +511,19 @@ impl Inner {
         key: &str,
         value: Vec<u8>,
         what: &str,
-        same: impl FnOnce(&[u8]) -> bool,
+        same: impl Fn(&[u8]) -> bool,
+    ) -> Result<(), RegistryError> {
+        // A retry after a write whose answer was lost finds the key moved:
+        // `same` then sees this very change there.
+        retry(what, || self.put_once(key, value.clone(), what, &same)).await
+    }
+
+    async fn put_once(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        what: &str,
+        same: &impl Fn(&[u8]) -> bool,
     ) -> Result<(), RegistryError> {
         let store = self.records().await?;
         let written = match self.seen(key) {
@@ -508,6 +556,10 @@ impl Inner {
     }
 
     async fn delete(&self, key: &str) -> Result<(), RegistryError> {
+        retry(key, || self.delete_once(key)).await
+    }
+
+    async fn delete_once(&self, key: &str) -> Result<(), RegistryError> {
         let store = self.records().await?;
         store.delete(key).await.map_err(fail)?;
         // The next write of the key is a create (over the tombstone).
@@ -519,6 +571,10 @@ impl Inner {
     }
 
     async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<(), RegistryError> {
+        retry(sha256, || self.put_component_once(sha256, bytes.clone())).await
+    }
+
+    async fn put_component_once(&self, sha256: &str, bytes: Vec<u8>) -> Result<(), RegistryError> {
         let store = self.components().await?;
         if store.info(sha256).await.is_ok_and(|i| !i.deleted) {
             return Ok(());
@@ -531,6 +587,10 @@ impl Inner {
     }
 
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        retry(sha256, || self.component_once(sha256)).await
+    }
+
+    async fn component_once(&self, sha256: &str) -> Result<Option<Vec<u8>>, RegistryError> {
         let store = self.components().await?;
         let mut object = match store.get(sha256).await {
             Ok(o) => o,
@@ -623,129 +683,6 @@ impl Inner {
             }
         }
         Err(RegistryError("the watch ended".into()))
-    }
-}
-
-impl DeploymentRegistry for NatsRegistry {
-    fn load(&self) -> Result<Snapshot, RegistryError> {
-        let inner = self.inner.clone();
-        self.block(async move { inner.load().await })
-    }
-
-    fn put_tenant(&self, tenant: &TenantRecord) -> Result<(), RegistryError> {
-        let inner = self.inner.clone();
-        let record = tenant.clone();
-        self.block(async move {
-            let value = serde_json::to_vec(&record).map_err(fail)?;
-            inner
-                .put(
-                    &tenant_key(&record.name),
-                    value,
-                    &format!("tenant `{}`", record.name),
-                    |now| {
-                        serde_json::from_slice::<TenantRecord>(now)
-                            .is_ok_and(|t| same_tenant(&t, &record))
-                    },
-                )
-                .await
-        })
-    }
-
-    fn delete_tenant(&self, name: &str) -> Result<(), RegistryError> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        let r = self.block(async move {
-            let (_, entries) = inner.read_all().await?;
-            for (key, _, value) in &entries {
-                let doomed = match decode(key, value.as_deref()) {
-                    Some(Ok(RegistryChange::Function {
-                        tenant,
-                        record: Some(_),
-                        ..
-                    })) => tenant == name,
-                    Some(Ok(RegistryChange::Route {
-                        record: Some(r), ..
-                    })) => r.tenant == name,
-                    _ => false,
-                };
-                if doomed {
-                    inner.delete(key).await?;
-                }
-            }
-            inner.delete(&tenant_key(&name)).await
-        });
-        self.inner.sweep_later();
-        r
-    }
-
-    fn put_function(
-        &self,
-        function: &FunctionRecord,
-        component: Option<(&str, &[u8])>,
-    ) -> Result<(), RegistryError> {
-        let inner = self.inner.clone();
-        let record = function.clone();
-        let component = component.map(|(sha, bytes)| (sha.to_string(), bytes.to_vec()));
-        let r = self.block(async move {
-            if let Some((sha, bytes)) = component {
-                inner.put_component(&sha, bytes).await?;
-            }
-            let value = serde_json::to_vec(&record).map_err(fail)?;
-            inner
-                .put(
-                    &function_key(&record.tenant, &record.name),
-                    value,
-                    &format!("function `{}` of tenant `{}`", record.name, record.tenant),
-                    |now| {
-                        serde_json::from_slice::<FunctionRecord>(now)
-                            .is_ok_and(|f| same_function(&f, &record))
-                    },
-                )
-                .await
-        });
-        self.inner.sweep_later();
-        r
-    }
-
-    fn delete_function(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
-        let inner = self.inner.clone();
-        let key = function_key(tenant, name);
-        let r = self.block(async move { inner.delete(&key).await });
-        self.inner.sweep_later();
-        r
-    }
-
-    fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, RegistryError> {
-        let inner = self.inner.clone();
-        let sha = sha256.to_string();
-        self.block(async move { inner.component(&sha).await })
-    }
-
-    fn put_route(&self, route: &RouteRecord) -> Result<(), RegistryError> {
-        let inner = self.inner.clone();
-        let record = route.clone();
-        self.block(async move {
-            let value = serde_json::to_vec(&record).map_err(fail)?;
-            let key = route_key(record.host.as_deref(), &record.path);
-            // A route is replaced whole: the last writer's wins.
-            let store = inner.records().await?;
-            let revision = store.put(&key, value.into()).await.map_err(fail)?;
-            inner.observe(&key, revision);
-            Ok(())
-        })
-    }
-
-    fn delete_route(&self, host: Option<&str>, path: &str) -> Result<bool, RegistryError> {
-        let inner = self.inner.clone();
-        let key = route_key(host, path);
-        self.block(async move {
-            let store = inner.records().await?;
-            let there = store.get(&key).await.map_err(fail)?.is_some();
-            if there {
-                inner.delete(&key).await?;
-            }
-            Ok(there)
-        })
     }
 }
 
