@@ -59,6 +59,10 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
                 &cluster,
                 c.queues_max_bytes,
             )));
+            builder = builder.log_replica(std::sync::Arc::new(nimbus_nats::NatsLogs::new(
+                &cluster,
+                c.logs_max_bytes,
+            )));
             builder = builder.blob_backend(std::sync::Arc::new(nimbus_nats::NatsBlobs::new(
                 &cluster,
                 c.blobs_max_bytes,

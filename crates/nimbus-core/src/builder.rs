@@ -109,6 +109,7 @@ pub struct HostBuilder {
     kv: Option<Arc<dyn KvBackend>>,
     blob: Option<Arc<dyn BlobBackend>>,
     queues: Option<Arc<dyn QueueBackend>>,
+    log_replica: Option<Arc<dyn crate::LogReplica>>,
 }
 
 impl std::fmt::Debug for dyn UsageSink {
@@ -139,6 +140,7 @@ impl Default for HostBuilder {
             kv: None,
             blob: None,
             queues: None,
+            log_replica: None,
         }
     }
 }
@@ -272,6 +274,14 @@ impl HostBuilder {
     /// embedded one (`<data_dir>/queues.redb`).
     pub fn queue_backend(mut self, queues: Arc<dyn QueueBackend>) -> Self {
         self.queues = Some(queues);
+        self
+    }
+
+    /// Also keep invocation logs in this replica (a cluster's shared copy),
+    /// which reads and follows then go to: see [`crate::LogReplica`].
+    /// The local store (`<data_dir>/logs.redb`) stays the first copy.
+    pub fn log_replica(mut self, replica: Arc<dyn crate::LogReplica>) -> Self {
+        self.log_replica = Some(replica);
         self
     }
 
@@ -430,6 +440,9 @@ impl HostBuilder {
                     logs.join().map_err(panicked)?,
                 ))
             })?;
+        if let Some(replica) = self.log_replica {
+            logs.set_replica(replica);
+        }
         let metrics = Arc::new(Metrics::new(kv.clone(), blob.clone()));
         registry
             .register(Box::new(SharedMetrics(metrics.clone())))

@@ -72,6 +72,7 @@ pub use versions::{KEPT_UNREFERENCED_VERSIONS, LIVE, LoadingGuard, Selector};
 pub use bytes::Bytes;
 pub use http;
 pub use limits::{FunctionConfig, FunctionLimits, Limits};
+pub use log_store::LogReplica;
 pub use logs::{InvocationLogs, LogEntry, Logs, REFUSED_WRITES_BEFORE_TRAP};
 pub use usage::{Cause, JsonLinesLedger, MemoryLedger, Outcome, Trigger, UsageRecord, UsageSink};
 
@@ -84,3 +85,5 @@ pub use nimbus_queue;
 
 /// Re-exported so embedders use the same version Nimbus registers into.
 pub use prometheus;
+/// Re-exported for [`LogReplica`] implementations (invocation ids).
+pub use uuid;

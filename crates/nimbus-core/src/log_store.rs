@@ -26,12 +26,18 @@
 //! Entries are stored as the JSON the admin API shows, keyed by the
 //! length-prefixed tenant, the length-prefixed function and the invocation
 //! id (big-endian: time order); output that is not UTF-8 is kept lossily.
+//!
+//! With a [`LogReplica`] (a cluster's shared copy), the writer also hands it
+//! each committed batch, after the followers; reads merge the replica's
+//! entries with the local ones (or show the local ones alone, with a
+//! warning, when the replica fails), follows subscribe to the replica, and
+//! deletes reach it after the local delete.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -66,6 +72,43 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
 const WRITER_WAIT: Duration = Duration::from_secs(5);
 /// Entries a follower may fall behind by before it is told it lagged.
 const FOLLOW_BUFFER: usize = 256;
+
+/// A copy of the logs elsewhere (a cluster's shared stream), so every node
+/// of a cluster shows the logs of invocations any node ran. The local store
+/// stays the first, durable copy: the writer hands the replica what it has
+/// committed, and reads, follows and deletes go to the replica too.
+pub trait LogReplica: Send + Sync + 'static {
+    /// Entries the local store just committed, oldest first. Called on the
+    /// writer thread, which every invocation's logs wait behind: queue them
+    /// and return, never wait for the network.
+    fn replicate(&self, entries: Vec<Arc<InvocationLogs>>);
+    /// The function's entries, oldest first: the last `limit`, or the one
+    /// of `invocation_id`. Blocking.
+    fn list(
+        &self,
+        tenant: &str,
+        function: &str,
+        invocation_id: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<InvocationLogs>, String>;
+    /// Each of the function's entries replicated from now on, by any node.
+    /// May block until the subscription is in place, so that nothing
+    /// replicated after it returns is missed.
+    fn subscribe(
+        &self,
+        tenant: &str,
+        function: &str,
+    ) -> Result<broadcast::Receiver<Arc<InvocationLogs>>, String>;
+    /// Removes the function's entries (`None`: every function's of the
+    /// tenant), those still queued here included. Blocking.
+    fn delete(&self, tenant: &str, function: Option<&str>) -> Result<(), String>;
+}
+
+impl std::fmt::Debug for dyn LogReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogReplica")
+    }
+}
 
 /// Every kept invocation's logs as JSON, by [`key`].
 const LOGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invocation_logs");
@@ -165,6 +208,8 @@ struct Shared {
     queued_bytes: AtomicUsize,
     /// `nimbus_logs_dropped_total`.
     dropped: prometheus::IntCounter,
+    /// Set once, right after the store opens (before any entry is kept).
+    replica: OnceLock<Arc<dyn LogReplica>>,
 }
 
 /// The kept logs of recent invocations, per function: see the module doc.
@@ -213,6 +258,7 @@ impl LogStore {
             followers: DashMap::new(),
             queued_bytes: AtomicUsize::new(0),
             dropped,
+            replica: OnceLock::new(),
         });
         let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE_ENTRIES);
         let writer_shared = shared.clone();
@@ -225,6 +271,14 @@ impl LogStore {
             queue: writer.is_some().then_some(queue),
             shared,
             writer,
+        }
+    }
+
+    /// From now on, committed entries are also handed to `replica`, and
+    /// reads, follows and deletes go to it too.
+    pub(crate) fn set_replica(&self, replica: Arc<dyn LogReplica>) {
+        if self.shared.replica.set(replica).is_err() {
+            tracing::warn!("a second invocation log replica was ignored");
         }
     }
 
@@ -270,11 +324,28 @@ impl LogStore {
         limit: usize,
     ) -> Vec<InvocationLogs> {
         self.wait_for_writer(Msg::Flush);
-        self.read(tenant, function, invocation_id, limit)
+        let local = self
+            .read(tenant, function, invocation_id, limit)
             .unwrap_or_else(|e| {
                 tracing::error!(tenant, function, error = %e, "reading invocation logs failed");
                 Vec::new()
-            })
+            });
+        let Some(replica) = self.shared.replica.get() else {
+            return local;
+        };
+        match replica.list(tenant, function, invocation_id, limit) {
+            // Merged with the local entries: this node's own entries show
+            // at once, even those the replica has not been sent yet (NATS
+            // down, or just slower than this read).
+            Ok(shared) => merge(local, shared, limit),
+            Err(e) => {
+                tracing::warn!(
+                    tenant, function, error = %e,
+                    "reading the shared invocation logs failed: showing this node's own"
+                );
+                local
+            }
+        }
     }
 
     /// Each of the function's entries from now on, once it is committed.
@@ -283,6 +354,15 @@ impl LogStore {
         tenant: &str,
         function: &str,
     ) -> broadcast::Receiver<Arc<InvocationLogs>> {
+        if let Some(replica) = self.shared.replica.get() {
+            match replica.subscribe(tenant, function) {
+                Ok(rx) => return rx,
+                Err(e) => tracing::warn!(
+                    tenant, function, error = %e,
+                    "following the shared invocation logs failed: following this node's own"
+                ),
+            }
+        }
         self.shared
             .followers
             .entry(prefix(tenant, Some(function)))
@@ -294,6 +374,7 @@ impl LogStore {
     pub(crate) fn delete_function(&self, tenant: &str, function: &str) {
         let p = prefix(tenant, Some(function));
         self.wait_for_writer(|done| Msg::Delete(p, done));
+        self.delete_replicated(tenant, Some(function));
     }
 
     /// Removes every entry of the tenant's functions (those queued before
@@ -301,6 +382,20 @@ impl LogStore {
     pub(crate) fn delete_tenant(&self, tenant: &str) {
         let p = prefix(tenant, None);
         self.wait_for_writer(|done| Msg::Delete(p, done));
+        self.delete_replicated(tenant, None);
+    }
+
+    /// After the local delete, so that the writer hands the replica nothing
+    /// of the deleted entries once they are gone there.
+    fn delete_replicated(&self, tenant: &str, function: Option<&str>) {
+        if let Some(replica) = self.shared.replica.get()
+            && let Err(e) = replica.delete(tenant, function)
+        {
+            tracing::error!(
+                tenant, function, error = %e,
+                "deleting the shared invocation logs failed"
+            );
+        }
     }
 
     /// Sends the writer a message that it answers once it has committed
@@ -445,10 +540,28 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>) {
     }
 }
 
+/// The last `limit` of both, by invocation id (a UUIDv7: time order), each
+/// once.
+fn merge(
+    local: Vec<InvocationLogs>,
+    shared: Vec<InvocationLogs>,
+    limit: usize,
+) -> Vec<InvocationLogs> {
+    let mut all: std::collections::BTreeMap<Uuid, InvocationLogs> =
+        std::collections::BTreeMap::new();
+    for l in shared.into_iter().chain(local) {
+        all.entry(l.invocation_id).or_insert(l);
+    }
+    let skip = all.len().saturating_sub(limit);
+    all.into_values().skip(skip).collect()
+}
+
 fn write_batch(shared: &Shared, batch: Vec<Msg>) {
     let committed = commit(&shared.db, &batch);
     let mut answers = Vec::new();
     let mut lost = 0;
+    let replica = shared.replica.get();
+    let mut replicated = Vec::new();
     for m in batch {
         match m {
             Msg::Keep(entry, size) => {
@@ -458,9 +571,13 @@ fn write_batch(shared: &Shared, batch: Vec<Msg>) {
                     continue;
                 }
                 let p = prefix(&entry.tenant, Some(&entry.function));
+                let entry: Arc<InvocationLogs> = Arc::from(entry);
+                if replica.is_some() {
+                    replicated.push(entry.clone());
+                }
                 let abandoned = shared.followers.get(&p).is_some_and(|followers| {
                     // Sending fails only when no receiver is left.
-                    followers.send(Arc::from(entry)).is_err()
+                    followers.send(entry).is_err()
                 });
                 if abandoned {
                     shared
@@ -474,6 +591,11 @@ fn write_batch(shared: &Shared, batch: Vec<Msg>) {
     if let Err(e) = committed {
         shared.dropped.inc_by(lost);
         tracing::error!(error = %e, lost, "writing invocation logs failed");
+    }
+    if let Some(replica) = replica
+        && !replicated.is_empty()
+    {
+        replica.replicate(replicated);
     }
     for done in answers {
         let _ = done.send(());

@@ -19,6 +19,7 @@
 mod blob;
 mod blocking;
 mod kv;
+mod logs;
 mod queue;
 mod registry;
 mod schedule;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 pub use blob::NatsBlobs;
 pub use kv::NatsKv;
+pub use logs::NatsLogs;
 pub use queue::NatsQueues;
 pub use registry::{NatsRegistry, RegistryWatch};
 pub use schedule::NatsTickClaims;
@@ -79,6 +81,14 @@ pub struct ClusterConfig {
     /// tenant's own quota is `max_blob_bytes`). A full one refuses writes.
     #[serde(default = "default_blobs_max_bytes")]
     pub blobs_max_bytes: i64,
+    /// `max_bytes` of the invocation logs' stream (every function's last
+    /// 1000 invocations; when full, the oldest logs go first).
+    #[serde(default = "default_logs_max_bytes")]
+    pub logs_max_bytes: i64,
+}
+
+fn default_logs_max_bytes() -> i64 {
+    256 << 20
 }
 
 fn default_blobs_max_bytes() -> i64 {
@@ -127,6 +137,7 @@ impl ClusterConfig {
             components_max_bytes: default_components_max_bytes(),
             queues_max_bytes: default_queues_max_bytes(),
             blobs_max_bytes: default_blobs_max_bytes(),
+            logs_max_bytes: default_logs_max_bytes(),
         }
     }
 
@@ -164,6 +175,7 @@ impl ClusterConfig {
             ("components_max_bytes", self.components_max_bytes),
             ("queues_max_bytes", self.queues_max_bytes),
             ("blobs_max_bytes", self.blobs_max_bytes),
+            ("logs_max_bytes", self.logs_max_bytes),
         ] {
             if v <= 0 {
                 return Err(ClusterError::Config(format!(
@@ -247,7 +259,7 @@ impl Cluster {
             prometheus::Opts::new(
                 "nimbus_jetstream_errors_total",
                 "JetStream calls that failed (NATS unreachable, no leader, timed out), by the \
-                 part of Nimbus that made them: kv, queues, registry.",
+                 part of Nimbus that made them: kv, queues, registry, logs.",
             ),
             &["component"],
         )

@@ -209,4 +209,5 @@ registry_max_bytes = 67108864
 components_max_bytes = 268435456
 queues_max_bytes = 268435456
 blobs_max_bytes = 268435456
+logs_max_bytes = 268435456
 ";
