@@ -543,6 +543,11 @@ impl KvBackend for NatsKv {
     }
 
     fn stored_bytes(&self, tenant: &str) -> Result<u64, KvError> {
+        // Asked by every metrics scrape: without NATS, a request would wait
+        // out its timeout for each tenant and the scrape would time out.
+        if !self.cluster.connected() {
+            return Err(KvError::Storage("NATS disconnected".into()));
+        }
         let tenant = tenant.to_string();
         self.with(move |store| async move { stored(&store, &tenant).await })
     }

@@ -317,6 +317,11 @@ impl BlobBackend for NatsBlobs {
     }
 
     fn stored_bytes(&self, tenant: &str) -> Result<u64, BlobError> {
+        // Asked by every metrics scrape: without NATS, a request would wait
+        // out its timeout for each tenant and the scrape would time out.
+        if !self.inner.cluster.connected() {
+            return Err(BlobError::Storage("NATS disconnected".into()));
+        }
         let tenant = tenant.to_string();
         self.with(CALL_TIMEOUT, move |_, s| async move {
             Ok(usage(&s.meta, &tenant).await?.0)
