@@ -14,6 +14,7 @@ mod cli;
 mod client_cli;
 mod cluster;
 mod cluster_blob;
+mod cluster_isolation;
 mod cluster_logs;
 mod cluster_queue;
 mod cluster_registry;

@@ -259,7 +259,7 @@ impl Cluster {
             prometheus::Opts::new(
                 "nimbus_jetstream_errors_total",
                 "JetStream calls that failed (NATS unreachable, no leader, timed out), by the \
-                 part of Nimbus that made them: kv, queues, registry, logs.",
+                 part of Nimbus that made them: kv, blobs, queues, schedules, registry, logs, usage.",
             ),
             &["component"],
         )

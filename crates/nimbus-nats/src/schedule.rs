@@ -117,7 +117,13 @@ impl TickClaims for NatsTickClaims {
         function: &'a str,
         tick_unix_secs: i64,
     ) -> ClaimFuture<'a> {
-        Box::pin(self.claim_tick(tenant, function, tick_unix_secs))
+        Box::pin(async move {
+            let r = self.claim_tick(tenant, function, tick_unix_secs).await;
+            if r.is_err() {
+                self.cluster.api_error("schedules");
+            }
+            r
+        })
     }
 
     fn retention(&self) -> Option<Duration> {

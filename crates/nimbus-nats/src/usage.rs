@@ -231,6 +231,7 @@ impl Publisher {
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
+                    self.cluster.api_error("usage");
                     tracing::warn!("usage stream: {e}; retrying in {backoff:?}");
                     if stopping {
                         return;

@@ -152,7 +152,7 @@ impl NatsBlobs {
         Fut: Future<Output = Result<T, BlobError>> + Send + 'static,
     {
         let inner = self.inner.clone();
-        crate::blocking::block(
+        let r = crate::blocking::block(
             &self.inner.runtime,
             limit,
             async move {
@@ -160,7 +160,11 @@ impl NatsBlobs {
                 f(inner, stores).await
             },
             BlobError::Storage,
-        )
+        );
+        if let Err(BlobError::Storage(_)) = &r {
+            self.inner.cluster.api_error("blobs");
+        }
+        r
     }
 }
 
