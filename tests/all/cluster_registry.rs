@@ -3,7 +3,8 @@
 //! key-value data, which refuses a replicated 2.9 bucket):
 //! what the admin API changes on one node — tenants, keys, deploys, alias
 //! moves, rollback, routes, deletions — shows on the others, and a node
-//! killed with SIGKILL comes back with all of it.
+//! killed with SIGKILL comes back with all of it; and a node restarted
+//! while NATS is down starts from its own copy of the registry.
 
 use std::time::{Duration, Instant};
 
@@ -259,4 +260,93 @@ async fn what_the_admin_api_changes_on_one_node_shows_on_every_node_and_survives
     for node in nodes {
         node.stop();
     }
+}
+
+/// A node restarted while its NATS is down starts from its own copy of the
+/// registry (`<data_dir>/registry-mirror.json`) and its compile cache: it
+/// serves the tenant, key and version it had, says NATS is unavailable,
+/// and takes the changes made once NATS is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_while_nats_is_down_serves_what_it_had_and_catches_up() {
+    let mut nats = NatsServer::start();
+    let urls = vec![nats.url()];
+    // One server: replicas 1.
+    let config = |node: &str| node_config(&urls, node).replace("replicas = 3", "replicas = 1");
+    let dirs = [
+        ServeDir::new(&config("node-a")),
+        ServeDir::new(&config("node-b")),
+    ];
+    let a = dirs[0].start();
+    let b = dirs[1].start();
+    let created = a
+        .client()
+        .with_key(ADMIN)
+        .post("/admin/v1/tenants")
+        .body(r#"{"name": "shop"}"#)
+        .await
+        .expect(201)
+        .json();
+    let key = created["api_key"].as_str().expect("a key").to_string();
+    a.client()
+        .with_key(ADMIN)
+        .put("/admin/v1/tenants/shop/functions/echo")
+        .body(guests().bytes("echo"))
+        .await
+        .expect(201);
+    on_every(&[&a, &b], "version 1", |c| {
+        let key = key.clone();
+        async move { echoes(c, &key, "1").await }
+    })
+    .await;
+
+    // B dies, then NATS; B starts again with no NATS to read.
+    b.kill_9();
+    nats.kill();
+    let b = dirs[1].start();
+    assert!(
+        b.log()
+            .contains("starting from this node's copy of the registry"),
+        "{}",
+        b.log()
+    );
+    echoes(b.client(), &key, "1")
+        .await
+        .expect("served from its copy");
+    status_is(b.client(), "not-a-key", "/shop/echo", 401)
+        .await
+        .expect("keys as they were");
+    let why = b.client().get("/readyz/cluster").await.expect(503).text();
+    assert!(why.contains("NATS disconnected"), "{why}");
+
+    // NATS returns: a version deployed on A reaches B through its watch,
+    // from the copy's revision on.
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = a
+            .client()
+            .with_key(ADMIN)
+            .put("/admin/v1/tenants/shop/functions/echo?fuel=2000000000")
+            .body(guests().bytes("echo"))
+            .await;
+        if r.status.as_u16() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second version: {} {}\n{}",
+            r.status,
+            r.text(),
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    on_every(&[&a, &b], "version 2", |c| {
+        let key = key.clone();
+        async move { echoes(c, &key, "2").await }
+    })
+    .await;
+    b.client().get("/readyz/cluster").await.expect(200);
+    a.stop();
+    b.stop();
 }

@@ -67,7 +67,10 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
                 &cluster,
                 c.blobs_max_bytes,
             )));
-            let registry = std::sync::Arc::new(nimbus_nats::NatsRegistry::new(&cluster));
+            let registry = std::sync::Arc::new(nimbus_nats::NatsRegistry::with_mirror(
+                &cluster,
+                data_dir.join("registry-mirror.json"),
+            ));
             builder = builder.deployment_registry(registry.clone());
             Some((cluster, registry))
         }

@@ -106,23 +106,32 @@ impl Host {
         // Synchronous (embedders call it before any deploy): it takes the
         // change lock only if it is free rather than block a runtime thread.
         let _one_at_a_time = self.inner.changes.try_lock();
-        let record = match self.inner.tenants.get(name).map(|t| t.record.clone()) {
+        let (record, recorded) = match self.inner.tenants.get(name).map(|t| t.record.clone()) {
             Some(mut r) => {
+                let same = r.limits == limits;
                 r.limits = limits;
-                r
+                (r, same)
             }
-            None => TenantRecord {
-                name: name.to_string(),
-                limits,
-                rate_limit: None,
-                keys: Vec::new(),
-                created_at: now_rfc3339(),
-            },
+            None => (
+                TenantRecord {
+                    name: name.to_string(),
+                    limits,
+                    rate_limit: None,
+                    keys: Vec::new(),
+                    created_at: now_rfc3339(),
+                },
+                false,
+            ),
         };
-        self.inner
-            .deployments
-            .put_tenant(&record)
-            .map_err(|e| Error::Registry(e.0))?;
+        // A tenant the registry already holds as declared is not written
+        // again: a restart then needs no registry write (a cluster node can
+        // start from its copy of the registry while NATS is away).
+        if !recorded {
+            self.inner
+                .deployments
+                .put_tenant(&record)
+                .map_err(|e| Error::Registry(e.0))?;
+        }
         self.apply_tenant(record);
         self.inner.declared.insert(name.into(), ());
         Ok(())

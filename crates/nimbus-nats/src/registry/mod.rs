@@ -48,6 +48,7 @@ use tokio::sync::OnceCell;
 use crate::Cluster;
 
 mod backend;
+mod mirror;
 
 /// The records' bucket.
 pub const BUCKET: &str = "NIMBUS_REGISTRY";
@@ -77,6 +78,8 @@ struct Inner {
     loaded_at: AtomicU64,
     sweeping: AtomicBool,
     metrics: WatchMetrics,
+    /// This node's copy of the records, to start from while NATS is away.
+    mirror: Option<mirror::Mirror>,
 }
 
 #[derive(Clone)]
@@ -142,6 +145,11 @@ fn fail(e: impl std::fmt::Display) -> RegistryError {
 /// one replacing a dead leader, answers "no responders" for seconds, and a
 /// node starting then must wait, not exit.
 const RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// How long a node with a copy of the registry waits for NATS when it
+/// starts before it starts from the copy: starting from it is safe (the
+/// watch catches up), so a short wait, not [`RETRY_FOR`].
+pub const MIRROR_AFTER: Duration = Duration::from_secs(5);
 
 /// `call` until it succeeds, is refused for a reason retrying cannot
 /// change (a conflict), or [`RETRY_FOR`] has passed.
@@ -266,6 +274,18 @@ impl NatsRegistry {
     /// A registry on `cluster`, running its NATS calls on the current tokio
     /// runtime. Buckets are created on first use if they are not there.
     pub fn new(cluster: &Cluster) -> Self {
+        Self::build(cluster, None)
+    }
+
+    /// [`Self::new`], keeping a copy of the records at `path` (e.g.
+    /// `<data_dir>/registry-mirror.json`): a node that cannot reach NATS
+    /// within [`MIRROR_AFTER`] when it starts loads that copy instead of
+    /// failing, and its watch catches up once NATS answers.
+    pub fn with_mirror(cluster: &Cluster, path: impl Into<std::path::PathBuf>) -> Self {
+        Self::build(cluster, Some(mirror::Mirror::new(path.into())))
+    }
+
+    fn build(cluster: &Cluster, mirror: Option<mirror::Mirror>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cluster: cluster.clone(),
@@ -276,6 +296,7 @@ impl NatsRegistry {
                 loaded_at: AtomicU64::new(0),
                 sweeping: AtomicBool::new(false),
                 metrics: WatchMetrics::new(),
+                mirror,
             }),
         }
     }
@@ -475,8 +496,46 @@ impl Inner {
         Ok((last, found))
     }
 
+    /// The records to start from: NATS's, or, when NATS does not answer
+    /// and there is one, this node's copy.
+    async fn read_for_load(&self) -> Result<(u64, mirror::Records), RegistryError> {
+        let Some(mirror) = &self.mirror else {
+            return self.read_all().await;
+        };
+        // Read first: with no copy (a new node) there is nothing to fall
+        // back on, so it waits out a fresh cluster's leader election.
+        let copy = mirror.read().unwrap_or_else(|e| {
+            tracing::warn!("registry: {e}");
+            None
+        });
+        let Some((revision, records)) = copy else {
+            let (last, entries) = self.read_all().await?;
+            mirror.replace(last, &entries);
+            return Ok((last, entries));
+        };
+        match tokio::time::timeout(MIRROR_AFTER, self.read_all()).await {
+            Ok(Ok((last, entries))) => {
+                mirror.replace(last, &entries);
+                Ok((last, entries))
+            }
+            failed => {
+                let e = match failed {
+                    Ok(Err(e)) => e.0,
+                    _ => format!("NATS: no answer within {}s", MIRROR_AFTER.as_secs()),
+                };
+                tracing::warn!(
+                    path = %mirror.path().display(),
+                    revision,
+                    "registry: {e}; starting from this node's copy of the registry \
+                     (changes made meanwhile arrive once NATS answers)"
+                );
+                Ok((revision, records))
+            }
+        }
+    }
+
     async fn load(&self) -> Result<Snapshot, RegistryError> {
-        let (last, entries) = self.read_all().await?;
+        let (last, entries) = self.read_for_load().await?;
         let mut snap = Snapshot::default();
         for (key, revision, value) in entries {
             self.observe(&key, revision);
@@ -661,6 +720,9 @@ impl Inner {
             *from = entry.revision + 1;
             self.metrics.lag.set(entry.delta as i64);
             let value = (entry.operation == Operation::Put).then_some(&entry.value[..]);
+            if let Some(mirror) = &self.mirror {
+                mirror.record(&entry.key, entry.revision, value, entry.delta == 0);
+            }
             let change = match decode(&entry.key, value) {
                 None => continue,
                 Some(Err(e)) => {
