@@ -28,6 +28,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::{self, Operation, Store};
+use async_nats::jetstream::stream;
 use bytes::Bytes;
 use nimbus_kv::{
     Found, KvBackend, KvError, MAX_KEY_BYTES, MAX_KEYS_PER_PAGE, MAX_VALUE_BYTES, Namespace,
@@ -36,6 +37,7 @@ use nimbus_kv::{
 use tokio::sync::OnceCell;
 
 use crate::Cluster;
+use crate::bucket::{self, hex, unhex};
 
 /// The bucket's name.
 pub const BUCKET: &str = "NIMBUS_KV";
@@ -126,65 +128,31 @@ struct Handle {
     store: Option<Store>,
 }
 
-/// Whether `version` ("2.9.10") is a nats-server whose replicated streams
-/// enforce a write's expected last subject sequence under concurrent
-/// writers. 2.9 does not: measured here, 300 concurrent increments through
-/// three nodes on a three-server 2.9.10 cluster (R3) ended short of 300 in
-/// each of four runs (133 in the first), while a single 2.9.10 server and
-/// a three-server 2.15.1 cluster were exact.
-fn enforces_clustered_cas(version: &str) -> bool {
-    let mut parts = version.trim_start_matches('v').split('.');
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (2, 10)
-}
-
 impl Handle {
     async fn open(self) -> Result<Store, KvError> {
-        use async_nats::jetstream::stream;
-        let js = self.cluster.jetstream();
-        let replicas = self.cluster.config().replicas;
-        let version = self.cluster.client().server_info().version;
-        if version.is_empty() {
-            return Err(storage("not connected to a NATS server yet"));
-        }
-        if replicas > 1 && !enforces_clustered_cas(&version) {
-            // Lost updates would be silent; refusing is not.
-            return Err(storage(format!(
-                "key-value on NATS with replicas = {replicas} needs nats-server 2.10 or later \
-                 (connected to {version}, whose replicated streams can accept two writes that \
-                 expect the same revision); use 2.10+, or replicas = 1"
-            )));
-        }
-        if let Ok(store) = js.get_key_value(BUCKET).await {
-            return Ok(store);
-        }
-        // The bucket's stream, created as `create_key_value` would: that
-        // call first reads the account's info, whose 2.9 answer async-nats
-        // 0.51 cannot parse, so the stream is made directly (KV's own
-        // conventions: `KV_<bucket>`, `$KV.<bucket>.>`, one message per
-        // key, rollups, direct gets).
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{BUCKET}"),
-            description: Some("Nimbus key-value, every tenant's stores".into()),
-            subjects: vec![format!("$KV.{BUCKET}.>")],
-            max_messages_per_subject: 1,
-            max_bytes: self.max_bytes,
-            max_message_size: i32::try_from(MAX_VALUE_BYTES + MAX_KEY_BYTES * 2 + 256)
-                .unwrap_or(i32::MAX),
-            discard: stream::DiscardPolicy::New,
-            deny_delete: true,
-            allow_rollup: true,
-            allow_direct: true,
-            num_replicas: self.cluster.config().replicas,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
+        // Lost updates would be silent; refusing is not.
+        bucket::check_clustered_cas(
+            &self.cluster,
+            "key-value",
+            "can accept two writes that expect the same revision",
+        )
+        .map_err(storage)?;
+        let config = bucket::kv_stream(
+            BUCKET,
+            "Nimbus key-value, every tenant's stores",
+            self.max_bytes,
+            self.cluster.config().replicas,
+        );
+        bucket::open_kv(
+            self.cluster.jetstream(),
+            stream::Config {
+                max_message_size: i32::try_from(MAX_VALUE_BYTES + MAX_KEY_BYTES * 2 + 256)
+                    .unwrap_or(i32::MAX),
+                ..config
+            },
+        )
         .await
-        .map_err(|e| storage(format!("creating bucket {BUCKET}: {e}")))?;
-        js.get_key_value(BUCKET)
-            .await
-            .map_err(|e| storage(format!("opening bucket {BUCKET}: {e}")))
+        .map_err(storage)
     }
 }
 
@@ -192,26 +160,6 @@ fn storage(e: impl std::fmt::Display) -> KvError {
     let e = format!("NATS: {e}");
     tracing::warn!("key-value: {e}");
     KvError::Storage(e)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn ns_prefix(ns: &Namespace) -> String {
@@ -597,11 +545,6 @@ mod tests {
             );
             assert!(!k.contains(".."), "{k}");
         }
-        assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
-        assert!(!enforces_clustered_cas("2.9.10"));
-        assert!(enforces_clustered_cas("2.10.0"));
-        assert!(enforces_clustered_cas("v2.15.1"));
-        assert!(!enforces_clustered_cas(""));
         assert!(usage_key("acme") != ns_prefix(&Namespace::new("acme", "usage")));
     }
 }

@@ -18,6 +18,7 @@
 
 mod blob;
 mod blocking;
+mod bucket;
 mod kv;
 mod logs;
 mod queue;

@@ -24,10 +24,12 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store};
+use async_nats::jetstream::stream;
 use nimbus_triggers::{Claim, ClaimFuture, TickClaims};
 use tokio::sync::OnceCell;
 
 use crate::Cluster;
+use crate::bucket;
 
 /// The bucket's name.
 pub const BUCKET: &str = "NIMBUS_SCHEDULES";
@@ -131,76 +133,33 @@ impl TickClaims for NatsTickClaims {
     }
 }
 
-/// Whether `version` ("2.9.10") is a nats-server whose replicated streams
-/// enforce a write's expected last subject sequence under concurrent
-/// writers (see `kv.rs`, where 2.9.10 was measured losing concurrent
-/// compare-and-sets on a three-server cluster). A create is such a write
-/// (expected sequence 0), and every node creates each tick's key at the
-/// same instant.
-fn enforces_clustered_cas(version: &str) -> bool {
-    let mut parts = version.trim_start_matches('v').split('.');
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (2, 10)
-}
-
 async fn open(cluster: &Cluster) -> Result<Store, String> {
-    use async_nats::jetstream::stream;
-    let js = cluster.jetstream();
-    let replicas = cluster.config().replicas;
-    let version = cluster.client().server_info().version;
-    if version.is_empty() {
-        return Err("NATS: not connected to a server yet".into());
-    }
-    if replicas > 1 && !enforces_clustered_cas(&version) {
-        // Two nodes winning one tick would be silent; refusing is not.
-        return Err(format!(
-            "schedules on NATS with replicas = {replicas} need nats-server 2.10 or later \
-             (connected to {version}, whose replicated streams can let two nodes create the \
-             same key at once); use 2.10+, or replicas = 1"
-        ));
-    }
-    if let Ok(store) = js.get_key_value(BUCKET).await {
-        return Ok(store);
-    }
-    // Made directly, as kv.rs makes its bucket: `create_key_value` reads
-    // the account info first, whose 2.9 answer async-nats 0.51 cannot
-    // parse. Unlike key-value: claims expire (`max_age`); a full bucket
-    // drops its oldest claims rather than refusing new ticks; and no
-    // direct gets, so that reading a claim after losing it asks the
-    // stream's leader, which holds the winner, not a replica that may lag.
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{BUCKET}"),
-        description: Some("Nimbus schedule ticks: which node runs each".into()),
-        subjects: vec![format!("$KV.{BUCKET}.>")],
-        max_messages_per_subject: 1,
-        max_bytes: MAX_BYTES,
+    // A create is a compare-and-set (expected sequence 0), and every node
+    // creates each tick's key at the same instant: two nodes winning one
+    // tick would be silent; refusing is not.
+    bucket::check_clustered_cas(
+        cluster,
+        "scheduling",
+        "can let two nodes create the same key at once",
+    )
+    .map_err(|e| format!("NATS: {e}"))?;
+    // Unlike key-value: claims expire (`max_age`); a full bucket drops its
+    // oldest claims rather than refusing new ticks; and no direct gets, so
+    // that reading a claim after losing it asks the stream's leader, which
+    // holds the winner, not a replica that may lag.
+    let config = stream::Config {
         max_age: MAX_AGE,
         max_message_size: 1024,
         discard: stream::DiscardPolicy::Old,
-        deny_delete: true,
-        allow_rollup: true,
         allow_direct: false,
-        num_replicas: replicas,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("NATS: creating bucket {BUCKET}: {e}"))?;
-    js.get_key_value(BUCKET)
+        ..bucket::kv_stream(
+            BUCKET,
+            "Nimbus schedule ticks: which node runs each",
+            MAX_BYTES,
+            cluster.config().replicas,
+        )
+    };
+    bucket::open_kv(cluster.jetstream(), config)
         .await
-        .map_err(|e| format!("NATS: opening bucket {BUCKET}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_replicated_bucket_needs_2_10() {
-        assert!(!enforces_clustered_cas("2.9.10"));
-        assert!(enforces_clustered_cas("2.10.0"));
-        assert!(enforces_clustered_cas("v2.15.1"));
-        assert!(!enforces_clustered_cas(""));
-    }
+        .map_err(|e| format!("NATS: {e}"))
 }

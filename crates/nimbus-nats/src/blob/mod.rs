@@ -58,6 +58,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
 use crate::Cluster;
+use crate::bucket::{self, hex, unhex};
 
 mod backend;
 use crate::kv::raced;
@@ -183,45 +184,25 @@ impl Inner {
     async fn open(&self) -> Result<Stores, BlobError> {
         let js = self.cluster.jetstream();
         let replicas = self.cluster.config().replicas;
-        let version = self.cluster.client().server_info().version;
-        if version.is_empty() {
-            return Err(storage("not connected to a NATS server yet"));
-        }
-        if replicas > 1 && !enforces_clustered_cas(&version) {
-            // The quota counter is a compare-and-set: lost updates would
-            // silently let tenants past their quota.
-            return Err(storage(format!(
-                "blobs on NATS with replicas = {replicas} need nats-server 2.10 or later \
-                 (connected to {version}, whose replicated streams can accept two writes that \
-                 expect the same revision); use 2.10+, or replicas = 1"
-            )));
-        }
-        let meta = match js.get_key_value(META_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => {
-                // As in kv.rs: `create_key_value` reads the account's info
-                // first, which async-nats 0.51 cannot parse from 2.9.
-                js.get_or_create_stream(stream::Config {
-                    name: format!("KV_{META_BUCKET}"),
-                    description: Some("Nimbus blob containers and stored bytes".into()),
-                    subjects: vec![format!("$KV.{META_BUCKET}.>")],
-                    max_messages_per_subject: 1,
-                    max_bytes: 256 << 20,
-                    discard: stream::DiscardPolicy::New,
-                    deny_delete: true,
-                    allow_rollup: true,
-                    allow_direct: true,
-                    num_replicas: replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| storage(format!("creating bucket {META_BUCKET}: {e}")))?;
-                js.get_key_value(META_BUCKET)
-                    .await
-                    .map_err(|e| storage(format!("opening bucket {META_BUCKET}: {e}")))?
-            }
-        };
+        // The quota counter is a compare-and-set: lost updates would
+        // silently let tenants past their quota.
+        bucket::check_clustered_cas(
+            &self.cluster,
+            "blob storage",
+            "can accept two writes that expect the same revision",
+        )
+        .map_err(storage)?;
+        let meta = bucket::open_kv(
+            js,
+            bucket::kv_stream(
+                META_BUCKET,
+                "Nimbus blob containers and stored bytes",
+                256 << 20,
+                replicas,
+            ),
+        )
+        .await
+        .map_err(storage)?;
         let objects = match js.get_object_store(BUCKET).await {
             Ok(store) => store,
             Err(_) => {
@@ -298,39 +279,10 @@ async fn keep_alive(inner: Weak<Inner>) {
     }
 }
 
-/// Whether `version` is a nats-server whose replicated streams enforce a
-/// write's expected revision under concurrent writers (see kv.rs).
-fn enforces_clustered_cas(version: &str) -> bool {
-    let mut parts = version.trim_start_matches('v').split('.');
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (2, 10)
-}
-
 fn storage(e: impl std::fmt::Display) -> BlobError {
     let e = format!("NATS: {e}");
     tracing::warn!("blobs: {e}");
     BlobError::Storage(e)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn container_key(tenant: &str, container: &str) -> String {
@@ -709,9 +661,6 @@ mod tests {
             );
         }
         assert_ne!(container_key("acme", "usage"), usage_key("acme"));
-        assert_eq!(unhex(&hex(b"a.b")).unwrap(), b"a.b");
-        assert!(!enforces_clustered_cas("2.9.10"));
-        assert!(enforces_clustered_cas("2.15.1"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ use nimbus_queue::{
 use tokio::sync::OnceCell;
 
 use crate::Cluster;
+use crate::bucket::{self, hex};
 
 mod backend;
 
@@ -99,20 +100,8 @@ fn storage(e: impl std::fmt::Display) -> QueueError {
     QueueError::Storage(format!("NATS: {e}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn unhex(s: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+    String::from_utf8(bucket::unhex(s)?).ok()
 }
 
 /// Whether `e` is JetStream's "consumer not found" (10014), not a failure

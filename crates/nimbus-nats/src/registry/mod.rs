@@ -17,7 +17,7 @@
 //! change (every node of a cluster declares the same config file when it
 //! starts; only `created_at` differs), which counts as done. On a 2.9
 //! cluster with replicas > 1 the server may accept two such writes (see
-//! `kv.rs`); the watch then brings every node to the later one.
+//! `bucket.rs`); the watch then brings every node to the later one.
 //!
 //! A tenant's deletion is several keys (its functions, routes, then the
 //! tenant), not one transaction: a node dying in the middle leaves the
@@ -46,6 +46,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
 use crate::Cluster;
+use crate::bucket::{self, hex};
 
 mod backend;
 mod mirror;
@@ -189,14 +190,6 @@ fn route_key(host: Option<&str>, path: &str) -> String {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// Records equal but for when they were made: what two nodes declaring
 /// the same config write.
 fn same_tenant(a: &TenantRecord, b: &TenantRecord) -> bool {
@@ -250,12 +243,7 @@ fn decode(key: &str, value: Option<&[u8]>) -> Option<Result<RegistryChange, Stri
         }
         (Some("r"), Some(host), Some(path)) => {
             let unhex = |s: &str, tag: char| -> Option<String> {
-                let s = s.strip_prefix(tag)?;
-                let bytes: Option<Vec<u8>> = (0..s.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-                    .collect();
-                String::from_utf8(bytes?).ok()
+                String::from_utf8(bucket::unhex(s.strip_prefix(tag)?)?).ok()
             };
             let (Some(host), Some(path)) = (unhex(host, 'h'), unhex(path, 'p')) else {
                 return Some(Err(format!("registry key {key}: not a route key")));
@@ -365,32 +353,18 @@ impl Inner {
     async fn records(&self) -> Result<Store, RegistryError> {
         self.records
             .get_or_try_init(|| async {
-                use async_nats::jetstream::stream;
-                let js = self.cluster.jetstream();
-                if let Ok(store) = js.get_key_value(BUCKET).await {
-                    return Ok(store);
-                }
-                // Made directly, as kv.rs explains: create_key_value cannot
-                // read a 2.9 server's account info.
-                js.get_or_create_stream(stream::Config {
-                    name: format!("KV_{BUCKET}"),
-                    description: Some("Nimbus deployment registry".into()),
-                    subjects: vec![format!("$KV.{BUCKET}.>")],
-                    max_messages_per_subject: 1,
-                    max_bytes: self.cluster.config().registry_max_bytes,
-                    discard: stream::DiscardPolicy::New,
-                    deny_delete: true,
-                    allow_rollup: true,
-                    allow_direct: true,
-                    num_replicas: self.cluster.config().replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
+                let config = self.cluster.config();
+                bucket::open_kv(
+                    self.cluster.jetstream(),
+                    bucket::kv_stream(
+                        BUCKET,
+                        "Nimbus deployment registry",
+                        config.registry_max_bytes,
+                        config.replicas,
+                    ),
+                )
                 .await
-                .map_err(|e| fail(format!("creating bucket {BUCKET}: {e}")))?;
-                js.get_key_value(BUCKET)
-                    .await
-                    .map_err(|e| fail(format!("opening bucket {BUCKET}: {e}")))
+                .map_err(fail)
             })
             .await
             .cloned()
