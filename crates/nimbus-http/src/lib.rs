@@ -10,6 +10,7 @@
 //! | configured routes | path prefix (and optional host) → function |
 //! | `GET /metrics` | Prometheus text exposition of the host's registry |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (503 while draining) |
+//! | `GET /console` | the usage console: a tenant's usage, cost and invocation logs in the browser, over the usage API |
 //! | `/admin/v1/tenants/{tenant}/functions[/{name}]` | list, deploy (`PUT` a component), delete — admin key |
 //! | `/storage/v1/{tenant}/{container}[/{key…}]` | object storage, S3-like — tenant key ([`storage`]) |
 //! | `/queues/v1/{tenant}/{queue}[/messages]` | send to a durable queue, its stats — tenant key ([`queues`]) |
@@ -36,6 +37,7 @@
 
 mod admin;
 mod auth;
+mod console;
 mod gateway;
 pub mod queues;
 mod request;

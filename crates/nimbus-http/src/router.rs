@@ -23,6 +23,7 @@ impl Gateway {
             .merge(admin::routes())
             .merge(storage::routes())
             .merge(queues::routes())
+            .merge(crate::console::routes())
             .fallback(invoke::invoke)
             .with_state(self.clone())
     }
