@@ -2,7 +2,9 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"          # default
-//! ledger = "nimbus-usage.jsonl"      # relative to this file
+//! ledger = "nimbus-usage"            # relative to this file: a directory of
+//!                                    # nimbus-usage-YYYY-MM-DD[.N].jsonl files (see
+//!                                    # [usage]); a path ending in .jsonl is one file, never rotated
 //! data_dir = "nimbus-data"           # relative to this file: the deployment registry,
 //!                                    # logs, key-value, blobs, queues, files
 //! compile_cache = "nimbus-data/compiled"  # compiled components, reused across
@@ -25,6 +27,12 @@
 //! table_keep_resident = 65536        # the same for tables
 //! pagemap_scan = true                # reset only dirtied pages (Linux 6.7+)
 //! admission_wait_ms = 1000           # pool full: a tenant under its share waits
+//!
+//! [usage]                            # the ledger directory and billing; every key optional
+//! rotate_bytes = 134217728           # a file is closed at this size (and at each UTC day)
+//! compress = false                   # gzip closed files (.jsonl.gz)
+//! storage_sample_s = 3600            # kv/blob stored bytes sampled for GB-month billing
+//! prices = "prices.toml"             # price sheet for the usage API and console (docs/billing.md)
 //!
 //! [cluster]                          # optional: join a NATS JetStream cluster
 //! urls = ["nats://127.0.0.1:4222"]   # any of the cluster's servers
@@ -126,6 +134,8 @@ pub struct Config {
     pub connections: ConnectionSettings,
     #[serde(default)]
     pub pool: PoolSettings,
+    #[serde(default)]
+    pub usage: UsageSettings,
     /// Joins a NATS JetStream cluster (see `nimbus_nats`); embedded alone
     /// without it.
     pub cluster: Option<nimbus_nats::ClusterConfig>,
@@ -197,6 +207,50 @@ impl PoolSettings {
                 .map_or(d.admission_wait, std::time::Duration::from_millis),
             ..d
         }
+    }
+}
+
+/// `[usage]`: how the ledger directory rotates, storage sampling, and the
+/// price sheet the usage API prices with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSettings {
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    #[serde(default)]
+    pub compress: bool,
+    #[serde(default = "default_storage_sample_s")]
+    pub storage_sample_s: u64,
+    /// Relative to the config file.
+    pub prices: Option<PathBuf>,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            rotate_bytes: default_rotate_bytes(),
+            compress: false,
+            storage_sample_s: default_storage_sample_s(),
+            prices: None,
+        }
+    }
+}
+
+fn default_rotate_bytes() -> u64 {
+    nimbus_core::ledger::Rotation::default().max_file_bytes
+}
+fn default_storage_sample_s() -> u64 {
+    3600
+}
+
+impl Config {
+    /// Whether `ledger` names one file (`*.jsonl`, never rotated, as before
+    /// ledgers rotated) rather than a directory of rotated files.
+    pub fn ledger_is_file(&self) -> bool {
+        self.ledger
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".jsonl"))
     }
 }
 
@@ -337,7 +391,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 fn default_ledger() -> PathBuf {
-    PathBuf::from("nimbus-usage.jsonl")
+    PathBuf::from("nimbus-usage")
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("nimbus-data")
@@ -437,6 +491,21 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.usage.rotate_bytes < 4096 {
+            return Err(format!(
+                "usage.rotate_bytes: {} is too small (at least 4096: a file holds a few records)",
+                self.usage.rotate_bytes
+            ));
+        }
+        if self.usage.storage_sample_s == 0 {
+            return Err("usage.storage_sample_s: must be above 0".into());
+        }
+        if self.usage.compress && self.ledger_is_file() {
+            return Err(format!(
+                "usage.compress: the ledger {} is one file, never closed; name a directory to rotate and compress",
+                self.ledger.display()
+            ));
+        }
         if self.pool.max_instances == Some(0) {
             return Err("pool.max_instances: must be above 0".into());
         }

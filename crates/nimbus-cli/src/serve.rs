@@ -42,9 +42,20 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
     let ledger = config.resolve(&config.ledger);
     let data_dir = config.resolve(&config.data_dir);
     let mut builder = Host::builder()
-        .ledger_path(&ledger)
         .data_dir(&data_dir)
         .pool(config.pool.config());
+    builder = if config.ledger_is_file() {
+        builder.ledger_path(&ledger)
+    } else {
+        let rotation = nimbus_core::ledger::Rotation {
+            max_file_bytes: config.usage.rotate_bytes,
+            compress: config.usage.compress,
+            ..Default::default()
+        };
+        let sink = nimbus_core::ledger::RotatingLedger::open(&ledger, rotation)
+            .map_err(|e| format!("usage ledger {}: {e}", ledger.display()))?;
+        builder.usage_sink(std::sync::Arc::new(sink))
+    };
     let cluster = match &config.cluster {
         Some(c) => {
             let cluster = nimbus_nats::Cluster::connect(c.clone())
@@ -380,6 +391,13 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
         ),
         None => None,
     };
+    if !config.ledger_is_file() {
+        let dir = config.resolve(&config.ledger);
+        let every = Duration::from_secs(config.usage.storage_sample_s);
+        let storage = nimbus_core::ledger::StorageLedger::open(&dir)
+            .map_err(|e| format!("storage samples in {}: {e}", dir.display()))?;
+        tokio::spawn(sample_storage(host.clone(), storage, every));
+    }
     let guard = host.loading_guard();
     gateway.set_ready(false);
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
@@ -455,4 +473,39 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     }
     eprintln!("nimbus stopped");
     Ok(())
+}
+
+/// Samples every tenant's stored bytes into the ledger directory each
+/// `every`, for GB-month billing. Each sample stands for the time since the
+/// one before (since the start, for the first): a node that stops bills its
+/// storage up to its last sample.
+async fn sample_storage(host: Host, storage: nimbus_core::ledger::StorageLedger, every: Duration) {
+    let storage = std::sync::Arc::new(storage);
+    let mut last = std::time::Instant::now();
+    loop {
+        tokio::time::sleep_until((last + every).into()).await;
+        let now = std::time::Instant::now();
+        let interval_s = now.duration_since(last).as_secs().max(1);
+        last = now;
+        let (host, storage) = (host.clone(), storage.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let sampled_at =
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            for (tenant, kv_bytes, blob_bytes) in host.stored_bytes() {
+                let sample = nimbus_core::ledger::StorageSample {
+                    tenant,
+                    sampled_at: sampled_at.clone(),
+                    interval_s,
+                    kv_bytes,
+                    blob_bytes,
+                };
+                storage.record(&sample)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::error!("storage sample not written: {e}");
+        }
+    }
 }

@@ -254,6 +254,35 @@ impl Host {
         self.inner.runtime.services.blob.clone()
     }
 
+    /// Each tenant's stored bytes now, key-value and blobs: what storage is
+    /// billed from ([`crate::ledger::StorageSample`]). A tenant a backend
+    /// cannot answer for is left out (logged), never reported as empty.
+    /// Blocking (the backends may wait on disk or the network).
+    pub fn stored_bytes(&self) -> Vec<(String, u64, u64)> {
+        let services = &self.inner.runtime.services;
+        let mut tenants: Vec<String> = self
+            .inner
+            .tenants
+            .iter()
+            .map(|t| t.key().to_string())
+            .collect();
+        tenants.sort();
+        tenants
+            .into_iter()
+            .filter_map(|t| {
+                let kv = services.kv.stored_bytes(&t);
+                let blob = services.blob.stored_bytes(&t);
+                match (kv, blob) {
+                    (Ok(kv), Ok(blob)) => Some((t, kv, blob)),
+                    (kv, blob) => {
+                        tracing::warn!(tenant = %t, kv = ?kv.err(), blob = ?blob.err(), "storage sample: a backend did not answer");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// The durable queues behind `wasmcloud:messaging` and queue triggers.
     pub fn queue_store(&self) -> Arc<dyn QueueBackend> {
         self.inner.runtime.services.queues.clone()

@@ -38,6 +38,7 @@ mod function;
 mod host;
 mod inspect;
 mod invoke;
+pub mod ledger;
 mod limits;
 mod log_store;
 mod logs;

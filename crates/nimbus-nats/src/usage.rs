@@ -18,7 +18,6 @@
 //! per subject with discard-new-per-subject (nats-server 2.9), so a repeat
 //! is refused (error 10077) for as long as the first is kept.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +27,8 @@ use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use nimbus_core::ledger::{LedgerTail, TailCursor};
 
 use crate::{Cluster, ClusterError};
 
@@ -146,7 +147,7 @@ impl UsageStream {
         let publisher = Publisher {
             cluster: cluster.clone(),
             cursor_file: cursor_path(&ledger),
-            ledger,
+            tail: LedgerTail::new(&ledger),
             metrics: metrics.clone(),
             stopped,
         };
@@ -175,7 +176,7 @@ impl UsageStream {
 
 struct Publisher {
     cluster: Cluster,
-    ledger: PathBuf,
+    tail: LedgerTail,
     cursor_file: PathBuf,
     metrics: UsageStreamMetrics,
     stopped: watch::Receiver<bool>,
@@ -183,8 +184,8 @@ struct Publisher {
 
 /// What a pass over the ledger did.
 enum Pass {
-    /// Published (or skipped) everything up to this offset.
-    Advanced(u64),
+    /// Published (or skipped) everything up to this cursor.
+    Advanced(TailCursor),
     /// Nothing new (or only a line still being written).
     CaughtUp,
 }
@@ -200,7 +201,7 @@ impl Publisher {
                 .set(i64::from(self.cluster.connected()));
             let stopping = *self.stopped.borrow();
             let result = if stream_ready {
-                self.pass(cursor).await
+                self.pass(&cursor).await
             } else {
                 match ensure_stream(&self.cluster).await {
                     Ok(()) => {
@@ -215,7 +216,7 @@ impl Publisher {
                 Ok(Pass::Advanced(to)) => {
                     cursor = to;
                     backoff = POLL;
-                    if let Err(e) = write_cursor(&self.cursor_file, cursor) {
+                    if let Err(e) = write_cursor(&self.cursor_file, &cursor) {
                         // The stream has the records; a stale cursor only
                         // means publishing them again, which duplicates
                         // nothing (see the module docs).
@@ -248,26 +249,41 @@ impl Publisher {
         }
     }
 
-    /// Publishes the complete records after `cursor`, up to [`CHUNK`] bytes.
-    async fn pass(&self, cursor: u64) -> Result<Pass, ClusterError> {
-        let ledger = self.ledger.clone();
-        let (len, chunk) = tokio::task::spawn_blocking(move || read_chunk(&ledger, cursor))
-            .await
-            .map_err(|e| ClusterError::JetStream(format!("reading the ledger: {e}")))??;
-        self.metrics.lag_bytes.set(lag(len, cursor));
-        if len < cursor {
-            // The ledger was replaced by a shorter file: publish it from the
-            // start (what the stream holds already is refused as a repeat).
-            tracing::warn!(ledger = %self.ledger.display(), "usage stream: the ledger is shorter than the cursor; publishing it from the start");
-            return Ok(Pass::Advanced(0));
-        }
-        let Some(end) = chunk.iter().rposition(|b| *b == b'\n') else {
-            return Ok(Pass::CaughtUp);
+    /// Publishes the complete records after `cursor`, up to about [`CHUNK`]
+    /// bytes, following the ledger's rotation.
+    async fn pass(&self, cursor: &TailCursor) -> Result<Pass, ClusterError> {
+        let tail = self.tail.clone();
+        let from = cursor.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            // A single-file ledger replaced by a shorter file: publish it
+            // from the start (what the stream holds already is refused as
+            // a repeat).
+            if from.file.is_empty() {
+                let len = std::fs::metadata(tail.path()).map_or(0, |m| m.len());
+                if len < from.offset {
+                    return Ok(Err(()));
+                }
+            }
+            tail.read(&from, CHUNK).map(Ok)
+        })
+        .await
+        .map_err(|e| ClusterError::JetStream(format!("reading the ledger: {e}")))??;
+        let chunk = match read {
+            Err(()) => {
+                tracing::warn!(ledger = %self.tail.path().display(), "usage stream: the ledger is shorter than the cursor; publishing it from the start");
+                return Ok(Pass::Advanced(TailCursor::default()));
+            }
+            Ok(None) => {
+                self.metrics.lag_bytes.set(0);
+                return Ok(Pass::CaughtUp);
+            }
+            Ok(Some(chunk)) => chunk,
         };
         let js = self.cluster.jetstream();
         let mut acks = Vec::new();
-        let mut offset = cursor;
-        for line in chunk[..end].split(|b| *b == b'\n') {
+        let mut offset = chunk.start.offset;
+        let body = &chunk.lines[..chunk.lines.len().saturating_sub(1)];
+        for line in body.split(|b| *b == b'\n') {
             let at = offset;
             offset += line.len() as u64 + 1;
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -275,7 +291,7 @@ impl Publisher {
             }
             let Ok(key) = serde_json::from_slice::<RecordKey>(line) else {
                 self.metrics.skipped.inc();
-                tracing::error!(ledger = %self.ledger.display(), offset = at, "usage stream: a ledger line that is not a usage record; left out");
+                tracing::error!(ledger = %self.tail.path().display(), file = %chunk.start.file, offset = at, "usage stream: a ledger line that is not a usage record; left out");
                 continue;
             };
             let subject = format!("usage.{}.{}", key.tenant, key.invocation_id);
@@ -301,9 +317,10 @@ impl Publisher {
             }
         }
         self.metrics.published.inc_by(sent);
-        let to = cursor + end as u64 + 1;
-        self.metrics.lag_bytes.set(lag(len, to));
-        Ok(Pass::Advanced(to))
+        self.metrics
+            .lag_bytes
+            .set(i64::try_from(chunk.lag_bytes).unwrap_or(i64::MAX));
+        Ok(Pass::Advanced(chunk.next))
     }
 }
 
@@ -314,38 +331,16 @@ struct RecordKey {
     tenant: String,
 }
 
-fn lag(len: u64, cursor: u64) -> i64 {
-    i64::try_from(len.saturating_sub(cursor)).unwrap_or(i64::MAX)
-}
-
-/// The ledger's length and up to [`CHUNK`] bytes from `cursor`.
-fn read_chunk(ledger: &Path, cursor: u64) -> Result<(u64, Vec<u8>), ClusterError> {
-    let mut file = match std::fs::File::open(ledger) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
-        Err(e) => return Err(e.into()),
-    };
-    let len = file.metadata()?.len();
-    if len <= cursor {
-        return Ok((len, Vec::new()));
-    }
-    file.seek(SeekFrom::Start(cursor))?;
-    let want = usize::try_from(len - cursor).unwrap_or(CHUNK).min(CHUNK);
-    let mut chunk = Vec::with_capacity(want);
-    file.take(want as u64).read_to_end(&mut chunk)?;
-    Ok((len, chunk))
-}
-
-fn read_cursor(path: &Path) -> u64 {
+fn read_cursor(path: &Path) -> TailCursor {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|s| TailCursor::parse(&s))
+        .unwrap_or_default()
 }
 
-fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
+fn write_cursor(path: &Path, cursor: &TailCursor) -> std::io::Result<()> {
     let tmp = path.with_extension("stream-cursor.tmp");
-    std::fs::write(&tmp, cursor.to_string())?;
+    std::fs::write(&tmp, cursor.to_text())?;
     std::fs::rename(tmp, path)
 }
 
@@ -391,17 +386,17 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_stops_at_the_ledger_end_and_the_cursor_round_trips() {
+    fn the_cursor_round_trips_and_reads_the_old_form() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = dir.path().join("usage.jsonl");
-        assert_eq!(read_chunk(&ledger, 0).unwrap(), (0, Vec::new()));
-        std::fs::write(&ledger, b"{\"a\":1}\n{\"b\"").unwrap();
-        let (len, chunk) = read_chunk(&ledger, 0).unwrap();
-        assert_eq!((len, chunk.as_slice()), (12, &b"{\"a\":1}\n{\"b\""[..]));
-        assert_eq!(read_chunk(&ledger, 8).unwrap().1, b"{\"b\"");
-        let cursor = cursor_path(&ledger);
-        assert_eq!(read_cursor(&cursor), 0);
-        write_cursor(&cursor, 8).unwrap();
-        assert_eq!(read_cursor(&cursor), 8);
+        let cursor = cursor_path(&dir.path().join("usage.jsonl"));
+        assert_eq!(read_cursor(&cursor), TailCursor::default());
+        std::fs::write(&cursor, "8").unwrap();
+        assert_eq!(read_cursor(&cursor).offset, 8);
+        let at = TailCursor {
+            file: "nimbus-usage-2026-12-02.3".into(),
+            offset: 1234,
+        };
+        write_cursor(&cursor, &at).unwrap();
+        assert_eq!(read_cursor(&cursor), at);
     }
 }
