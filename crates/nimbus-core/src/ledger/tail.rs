@@ -62,6 +62,7 @@ pub struct Chunk {
 pub struct LedgerTail {
     path: PathBuf,
     dir: bool,
+    family: Family,
 }
 
 impl LedgerTail {
@@ -72,6 +73,17 @@ impl LedgerTail {
         Self {
             path: path.to_path_buf(),
             dir,
+            family: Family::Usage,
+        }
+    }
+
+    /// The storage samples of a ledger directory
+    /// (`nimbus-storage-*.jsonl`).
+    pub fn storage(dir: &Path) -> Self {
+        Self {
+            path: dir.to_path_buf(),
+            dir: true,
+            family: Family::Storage,
         }
     }
 
@@ -101,7 +113,7 @@ impl LedgerTail {
                 }
             }));
         }
-        let files = match names::list(&self.path, Family::Usage) {
+        let files = match names::list(&self.path, self.family) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
