@@ -41,4 +41,5 @@ mod startup;
 mod storage_api;
 mod thumbnail;
 mod triggers;
+mod usage_api;
 mod versions;

@@ -105,6 +105,9 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
         None => None,
     };
     let mut gateway = Gateway::builder(host.clone()).max_body_bytes(config.max_body_bytes);
+    if let Some(service) = usage_service(config, &data_dir)? {
+        gateway = gateway.usage(service);
+    }
     for key in &config.admin_keys {
         gateway = gateway.admin_key(key.clone());
     }
@@ -508,4 +511,32 @@ async fn sample_storage(host: Host, storage: nimbus_core::ledger::StorageLedger,
             tracing::error!("storage sample not written: {e}");
         }
     }
+}
+
+/// The usage API's rollups of the ledger directory (rebuilt from the
+/// ledger when missing) and the price sheet, if one is configured. A
+/// single-file ledger has none.
+fn usage_service(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<Option<nimbus_http::UsageService>, String> {
+    if config.ledger_is_file() {
+        return Ok(None);
+    }
+    let prices = match &config.usage.prices {
+        Some(p) => Some(std::sync::Arc::new(
+            nimbus_billing::PriceSheet::load(&config.resolve(p)).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let rollups = std::sync::Arc::new(
+        nimbus_usage::Rollups::open(
+            &data_dir.join("usage-rollups.redb"),
+            &config.resolve(&config.ledger),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    // Queries catch up themselves; following keeps that catch-up short.
+    rollups.follow(Duration::from_secs(1));
+    Ok(Some(nimbus_http::UsageService { rollups, prices }))
 }

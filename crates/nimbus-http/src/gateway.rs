@@ -47,6 +47,7 @@ pub struct GatewayBuilder {
     routes: Vec<Route>,
     public: Vec<(String, String)>,
     max_body_bytes: usize,
+    usage: Option<crate::UsageService>,
 }
 
 impl GatewayBuilder {
@@ -70,6 +71,13 @@ impl GatewayBuilder {
     /// Makes a function invocable without a key on every route.
     pub fn public_function(mut self, tenant: &str, function: &str) -> Self {
         self.public.push((tenant.to_string(), function.to_string()));
+        self
+    }
+
+    /// Serves the usage API (and the console's data) from these rollups
+    /// and prices; without it `/usage/v1` answers 404.
+    pub fn usage(mut self, service: crate::UsageService) -> Self {
+        self.usage = Some(service);
         self
     }
 
@@ -126,6 +134,7 @@ impl GatewayBuilder {
                 ready: AtomicBool::new(true),
                 dependencies: RwLock::default(),
                 storage_requests,
+                usage: self.usage,
             }),
         })
     }
@@ -167,6 +176,7 @@ pub(crate) struct Inner {
     /// with a check that says why it is unavailable, if it is.
     pub(crate) dependencies: RwLock<Vec<(String, Dependency)>>,
     pub(crate) storage_requests: nimbus_core::prometheus::IntCounterVec,
+    pub(crate) usage: Option<crate::UsageService>,
 }
 
 /// The gateway; cheap to clone.
@@ -190,6 +200,7 @@ impl Gateway {
             routes: Vec::new(),
             public: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            usage: None,
         }
     }
 

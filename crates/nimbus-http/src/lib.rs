@@ -44,9 +44,11 @@ mod request;
 mod router;
 pub mod server;
 pub mod storage;
+mod usage_api;
 
 pub use admin::{GRANTS_HEADER, MAX_COMPONENT_UPLOAD_BYTES};
 pub use gateway::{Gateway, GatewayBuilder, RateLimit, Route};
+pub use usage_api::UsageService;
 
 /// Response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";

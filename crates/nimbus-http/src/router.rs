@@ -10,7 +10,7 @@ use axum::routing::get;
 use http::{StatusCode, header};
 
 use crate::gateway::{Gateway, invoke};
-use crate::{admin, queues, storage};
+use crate::{admin, queues, storage, usage_api};
 
 impl Gateway {
     /// The whole gateway as one router (functions, admin, metrics, health).
@@ -23,6 +23,7 @@ impl Gateway {
             .merge(admin::routes())
             .merge(storage::routes())
             .merge(queues::routes())
+            .merge(usage_api::routes())
             .merge(crate::console::routes())
             .fallback(invoke::invoke)
             .with_state(self.clone())

@@ -82,7 +82,14 @@ pub fn invocation_series(host: &Host, tenant: &str) -> usize {
         .count()
 }
 
+/// Every record of a ledger: one file, or a directory of rotated files
+/// (each record once).
 pub fn ledger(path: &Path) -> Vec<UsageRecord> {
+    if path.is_dir() {
+        let source =
+            nimbus_core::ledger::LedgerSource::open(&[path.to_path_buf()]).expect("ledger");
+        return source.records().collect::<Result<_, _>>().expect("ledger");
+    }
     JsonLinesLedger::read(path).expect("ledger")
 }
 
