@@ -31,6 +31,7 @@
 //! [usage]                            # the ledger directory and billing; every key optional
 //! rotate_bytes = 134217728           # a file is closed at this size (and at each UTC day)
 //! compress = false                   # gzip closed files (.jsonl.gz)
+//! retain_days = 0                    # delete files of days older than this; 0: keep every file
 //! storage_sample_s = 3600            # kv/blob stored bytes sampled for GB-month billing
 //! prices = "prices.toml"             # price sheet for the usage API and console (docs/billing.md)
 //!
@@ -219,6 +220,9 @@ pub struct UsageSettings {
     pub rotate_bytes: u64,
     #[serde(default)]
     pub compress: bool,
+    /// 0 keeps every file.
+    #[serde(default)]
+    pub retain_days: u32,
     #[serde(default = "default_storage_sample_s")]
     pub storage_sample_s: u64,
     /// Relative to the config file.
@@ -230,9 +234,16 @@ impl Default for UsageSettings {
         Self {
             rotate_bytes: default_rotate_bytes(),
             compress: false,
+            retain_days: 0,
             storage_sample_s: default_storage_sample_s(),
             prices: None,
         }
+    }
+}
+
+impl UsageSettings {
+    pub fn retain(&self) -> Option<u32> {
+        (self.retain_days > 0).then_some(self.retain_days)
     }
 }
 

@@ -50,6 +50,7 @@ async fn build_node(config: &Config) -> Result<(Gateway, Triggers, Option<Cluste
         let rotation = nimbus_core::ledger::Rotation {
             max_file_bytes: config.usage.rotate_bytes,
             compress: config.usage.compress,
+            retain_days: config.usage.retain(),
             ..Default::default()
         };
         let sink = nimbus_core::ledger::RotatingLedger::open(&ledger, rotation)
@@ -397,7 +398,7 @@ pub async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> 
     if !config.ledger_is_file() {
         let dir = config.resolve(&config.ledger);
         let every = Duration::from_secs(config.usage.storage_sample_s);
-        let storage = nimbus_core::ledger::StorageLedger::open(&dir)
+        let storage = nimbus_core::ledger::StorageLedger::open(&dir, config.usage.retain())
             .map_err(|e| format!("storage samples in {}: {e}", dir.display()))?;
         tokio::spawn(sample_storage(host.clone(), storage, every));
     }

@@ -30,9 +30,13 @@ pub struct StorageLedger {
 }
 
 impl StorageLedger {
-    pub fn open(dir: impl AsRef<Path>) -> std::io::Result<Self> {
-        let inner =
-            RotatingLedger::open_family(dir.as_ref(), names::Family::Storage, Rotation::default())?;
+    /// `retain_days` as [`Rotation::retain_days`].
+    pub fn open(dir: impl AsRef<Path>, retain_days: Option<u32>) -> std::io::Result<Self> {
+        let rotation = Rotation {
+            retain_days,
+            ..Rotation::default()
+        };
+        let inner = RotatingLedger::open_family(dir.as_ref(), names::Family::Storage, rotation)?;
         Ok(Self { inner })
     }
 

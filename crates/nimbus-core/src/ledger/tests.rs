@@ -123,7 +123,7 @@ fn records_in_several_files_are_read_once_and_errors_name_file_and_line() {
 #[test]
 fn storage_samples_are_their_own_files() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = StorageLedger::open(dir.path()).unwrap();
+    let storage = StorageLedger::open(dir.path(), None).unwrap();
     let usage = RotatingLedger::open(dir.path(), Rotation::default()).unwrap();
     usage.record(&record(7)).unwrap();
     let sample = StorageSample {

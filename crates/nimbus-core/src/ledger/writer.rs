@@ -25,6 +25,10 @@ pub struct Rotation {
     /// `fdatasync` after every record (power-loss durability, at a disk
     /// flush per invocation).
     pub sync_each: bool,
+    /// Files of days more than this many days before today (UTC) are
+    /// deleted, at start and at each day's rotation; `None` keeps every
+    /// file (the default: the ledger is what bills are made from).
+    pub retain_days: Option<u32>,
 }
 
 impl Default for Rotation {
@@ -33,6 +37,7 @@ impl Default for Rotation {
             max_file_bytes: 128 << 20,
             compress: false,
             sync_each: false,
+            retain_days: None,
         }
     }
 }
@@ -118,6 +123,7 @@ impl RotatingLedger {
                 bytes,
             }),
         });
+        inner.expire(now);
         if inner.rotation.compress {
             let closed: Vec<FileName> = existing
                 .into_iter()
@@ -182,6 +188,7 @@ impl Inner {
             let (_, text) = names::utc_day(SystemTime::now());
             FileName::new(self.family, &text, 0)
         };
+        let new_day = next.seq == 0;
         let (file, bytes) = open_append(&self.dir.join(next.plain()))?;
         // The closed file's records were each written before their results
         // returned; syncing it here only bounds what power loss can take.
@@ -194,7 +201,41 @@ impl Inner {
             let dir = self.dir.clone();
             std::thread::spawn(move || compress_closed(&dir, &closed));
         }
+        if new_day {
+            self.expire(SystemTime::now());
+        }
         Ok(())
+    }
+
+    /// Deletes the files of days past the retention.
+    fn expire(&self, now: SystemTime) {
+        let Some(days) = self.rotation.retain_days else {
+            return;
+        };
+        let cutoff = now
+            .checked_sub(std::time::Duration::from_secs(u64::from(days) * 86_400))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let (_, oldest_kept) = names::utc_day(cutoff);
+        let Ok(files) = names::list(&self.dir, self.family) else {
+            return;
+        };
+        for (name, compressed) in files {
+            if name.day < oldest_kept {
+                let path = self.dir.join(if compressed {
+                    name.compressed()
+                } else {
+                    name.plain()
+                });
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "ledger: past its retention, deleted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), "ledger: past its retention, not deleted: {e}")
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -316,6 +357,34 @@ mod tests {
         assert_ne!(ledger.active_path(), first);
         ledger.record(&record(2)).unwrap();
         assert!(std::fs::read_to_string(&first).unwrap().ends_with("\"01"));
+    }
+
+    #[test]
+    fn files_past_the_retention_are_deleted_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, today) = names::utc_day(SystemTime::now());
+        for name in [
+            "nimbus-usage-2020-01-01.jsonl",
+            "nimbus-usage-2020-01-02.1.jsonl.gz",
+            "nimbus-storage-2020-01-01.jsonl",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let kept = dir.path().join(format!("nimbus-usage-{today}.jsonl"));
+        std::fs::write(&kept, "").unwrap();
+        let keep_all = RotatingLedger::open(dir.path(), Rotation::default()).unwrap();
+        drop(keep_all);
+        assert_eq!(names::list(dir.path(), Family::Usage).unwrap().len(), 3);
+        let rotation = Rotation {
+            retain_days: Some(30),
+            ..Rotation::default()
+        };
+        let _ledger = RotatingLedger::open(dir.path(), rotation).unwrap();
+        let left: Vec<_> = names::list(dir.path(), Family::Usage).unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].0.day, today);
+        // Another family is another sink's to expire.
+        assert!(dir.path().join("nimbus-storage-2020-01-01.jsonl").exists());
     }
 
     #[test]

@@ -145,7 +145,7 @@ fn rollups_equal_the_ledger_through_rotation_and_a_rebuild() {
 #[test]
 fn storage_samples_are_summed_per_hour() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = StorageLedger::open(dir.path()).unwrap();
+    let storage = StorageLedger::open(dir.path(), None).unwrap();
     for (at, kv) in [
         ("2026-12-01T01:00:00Z", 10),
         ("2026-12-01T01:30:00Z", 20),
