@@ -6,6 +6,7 @@
 mod support;
 
 mod admin_api;
+mod bill_cli;
 mod billing;
 mod blob;
 mod blob_persistence;

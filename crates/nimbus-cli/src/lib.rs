@@ -10,6 +10,9 @@
 //! `nimbus build DIR -o OUT.wasm` builds a Python, JavaScript or Rust
 //! function into a component with the Nimbus SDK (see [`build`]).
 //!
+//! `nimbus bill --ledger DIR --prices prices.toml --period 2026-11` prints
+//! per-tenant statements from the usage ledger (see [`bill`]).
+//!
 //! `nimbus deploy`, `functions`, `versions`, `alias`, `rollback`, `invoke`,
 //! `logs` and `tenants` drive a running `nimbus serve` through its admin API
 //! and gateway (see [`client`]).
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod bill;
 pub mod build;
 pub mod client;
 pub mod config;
@@ -50,6 +54,8 @@ enum Command {
     Serve(ServeArgs),
     /// Build a function's directory (Python, JavaScript or Rust) into a component.
     Build(build::BuildArgs),
+    /// Print per-tenant statements for a month from the usage ledger and a price sheet.
+    Bill(bill::BillArgs),
     #[command(flatten)]
     Client(client::Command),
 }
@@ -110,7 +116,7 @@ pub fn main() -> ExitCode {
     // invocation id); a one-shot run keeps stderr for the guest's own logs.
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
-        Command::Run(_) | Command::Build(_) | Command::Client(_) => "warn",
+        Command::Run(_) | Command::Build(_) | Command::Bill(_) | Command::Client(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -128,6 +134,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Build(args) => build::build(args),
+        Command::Bill(args) => bill::bill(args),
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Client(command) => runtime.block_on(client::run(command)),
         Command::Serve(args) => match runtime.block_on(serve::serve(&args.config, args.listen)) {
