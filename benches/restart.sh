@@ -195,7 +195,7 @@ config() {
     mkdir -p "$dir"
     cat >"$dir/nimbus.toml" <<TOML
 listen = "127.0.0.1:$PORT"
-ledger = "$dir/usage.jsonl"
+ledger = "$dir/usage"
 data_dir = "$dir/data"
 [tenants.bench]
 TOML

@@ -96,6 +96,16 @@ grep -q 'nimbus_object_events_total{tenant="demo",container="uploads",result="de
     { echo "smoke: object event metrics" >&2; exit 1; }
 grep -q 'nimbus_invocations_total{tenant="acme",function="hello",outcome="success"} 2' <<<"$metrics" ||
     { echo "smoke: metrics" >&2; echo "$metrics" >&2; exit 1; }
+# The usage API: acme's own key sees its invocations, priced with prices.toml.
+usage=$(curl -sf -H 'Authorization: Bearer acme-secret' "$base/usage/v1/acme?period=$(date -u +%Y-%m)")
+python3 -c '
+import json, sys
+u = json.load(sys.stdin)
+hello = [f for f in u["functions"] if f["function"] == "hello"]
+assert hello and hello[0]["totals"]["invocations"] >= 2, u
+assert u["currency"] == "USD" and u["statement"]["tenant"] == "acme", u
+' <<<"$usage" || { echo "smoke: usage API: $usage" >&2; exit 1; }
+check 200 "$base/console"
 kill -TERM $pid
 wait $pid
 grep -q "nimbus stopped" "$log"
