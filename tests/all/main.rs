@@ -21,6 +21,7 @@ mod cluster_queue;
 mod cluster_registry;
 mod cluster_schedule;
 mod compile_cache;
+mod console;
 mod crash;
 mod deploy;
 mod files;

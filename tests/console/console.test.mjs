@@ -94,9 +94,16 @@ async function checkCards(page, what, query) {
   const api = await usage(query);
   const f = api.functions.find((x) => x.function === fn);
   assert.ok(f, `${fn} in the usage API's answer`);
+  // The server is started with a price sheet: every figure is priced.
+  assert.ok(api.currency && f.totals.cost != null, `${what}: costs in ${JSON.stringify(api)}`);
   assert.equal(good.totals.cost, `${f.totals.cost} ${api.currency}`, `${what}: cost of ${fn}`);
   assert.equal(good.totals.gb_seconds, f.totals.gb_seconds, `${what}: GB-s of ${fn}`);
   assert.equal(good.buckets, f.buckets.length, `${what}: buckets of ${fn}`);
+  if (api.statement) {
+    const shown = await page.locator('#tenant-totals dd[data-total="due"]').textContent();
+    assert.equal(shown, `${api.statement.total} ${api.statement.currency}`, `${what}: amount due`);
+    good.due = shown;
+  }
   return good;
 }
 
@@ -144,20 +151,22 @@ async function main() {
     await page.locator('#dashboard').waitFor();
     assert.equal(await page.locator('#who-tenant').textContent(), tenant);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('nimbus.console.key')), key);
-    const month = await checkCards(page, 'this month, per hour', `granularity=hour&from=${monthStart()}`);
-    step(`this month per hour: ${fn}'s chart shows ${month.bars} invocations in ${month.buckets} bucket(s), cost ${month.totals.cost}`);
-
-    await choose(page, 'Granularity', 'Day');
-    const day = await checkCards(page, 'this month, per day', `granularity=day&from=${monthStart()}`);
-    step(`per day: ${day.bars} invocations in ${day.buckets} bucket(s)`);
+    const month = await checkCards(page, 'this month, per hour', `granularity=hour&period=${thisMonth()}`);
+    assert.ok(month.due, 'this month shows the statement');
+    step(`this month per hour: ${fn}'s chart shows ${month.bars} invocations in ${month.buckets} bucket(s), cost ${month.totals.cost}; due this month ${month.due}`);
 
     await choose(page, 'Range', 'Last 24 h');
-    await choose(page, 'Granularity', 'Hour');
     const hour = 3600e3;
     const from = new Date(Math.floor((Date.now() - 24 * hour) / hour) * hour)
       .toISOString().replace(/\.\d{3}Z$/, 'Z');
     const last = await checkCards(page, 'last 24 h, per hour', `granularity=hour&from=${from}`);
     step(`last 24 h per hour: ${last.bars} invocations in ${last.buckets} bucket(s)`);
+
+    // Last, the view of the screenshot: the month per day, with its statement.
+    await choose(page, 'Range', 'This month');
+    await choose(page, 'Granularity', 'Day');
+    const day = await checkCards(page, 'this month, per day', `granularity=day&period=${thisMonth()}`);
+    step(`this month per day: ${day.bars} invocations in ${day.buckets} bucket(s)`);
 
     const listed = page.locator(`#recent-table tbody tr[data-function="${fn}"]`);
     assert.equal(await listed.count(), invocations, `${fn}'s recent invocations`);
@@ -204,8 +213,8 @@ async function main() {
   }
 }
 
-function monthStart() {
-  return `${new Date().toISOString().slice(0, 7)}-01`;
+function thisMonth() {
+  return new Date().toISOString().slice(0, 7);
 }
 
 try {

@@ -8,7 +8,9 @@
 // Content-Security-Policy enforces that (Trusted Types with no policy).
 //
 // Decimals (GB-s, cost) arrive as strings and are shown exactly as sent;
-// they pass through a float only to place a point on a chart.
+// they pass through a float only to place a point on a chart. A server with
+// no price sheet answers `cost: null` and `currency: null`: the page then
+// shows usage without costs, and says why.
 
 'use strict';
 
@@ -75,7 +77,9 @@ function utc(iso, { seconds = false } = {}) {
   return `${t.slice(0, 10)} ${t.slice(11, seconds ? 19 : 16)}`;
 }
 
-const money = (amount, currency) => `${amount ?? '0'} ${currency}`;
+/** An amount with its currency; `unpriced` where the server prices
+ * nothing (no price sheet configured). */
+const money = (amount, currency) => (amount == null ? 'unpriced' : `${amount} ${currency}`);
 
 function ms(us) {
   return `${(Number(us ?? 0) / 1000).toFixed(2)} ms`;
@@ -133,14 +137,15 @@ async function api(path) {
 
 const tenantPath = () => `/usage/v1/${encodeURIComponent(session.tenant)}`;
 
-/** The `from` of a range: the start of this UTC month (the API's own
- * default), or the hour 24 hours ago, so hourly buckets are whole. */
-function rangeFrom(range, now = new Date()) {
+/** The query of a range: this UTC month as a billing period (so the
+ * answer carries the month's statement, free tier applied), or from the
+ * hour 24 hours ago, so hourly buckets are whole. */
+function rangeQuery(range, now = new Date()) {
   if (range === '24h') {
     const t = Math.floor((now.getTime() - DAY) / HOUR) * HOUR;
-    return new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    return { from: new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z') };
   }
-  return `${now.toISOString().slice(0, 7)}-01`;
+  return { period: now.toISOString().slice(0, 7) };
 }
 
 function choices() {
@@ -153,7 +158,7 @@ function choices() {
 
 async function fetchAll() {
   const { range, granularity } = choices();
-  const query = new URLSearchParams({ granularity, from: rangeFrom(range) });
+  const query = new URLSearchParams({ granularity, ...rangeQuery(range) });
   const [usage, recent] = await Promise.all([
     api(`${tenantPath()}?${query}`),
     api(`${tenantPath()}/invocations?limit=${RECENT_LIMIT}`),
@@ -232,6 +237,7 @@ async function refresh() {
 
 function render({ usage, recent }) {
   const currency = usage.currency ?? '';
+  $('unpriced').hidden = usage.currency != null;
   const step = STEP[usage.granularity] ?? DAY;
   $('range').textContent =
     `From ${utc(usage.from)} to ${utc(usage.to)} UTC, per ${usage.granularity}.`;
@@ -258,21 +264,17 @@ function totals(t, currency, statement) {
     ['Fuel', 'fuel', int(t.fuel)],
     ['Cost', 'cost', money(t.cost, currency)],
   ];
-  const due = statementTotal(statement);
-  if (due != null) rows.push(['Due (free tier applied)', 'statement', money(due, currency)]);
+  if (statement && typeof statement === 'object') {
+    const cur = statement.currency ?? currency;
+    rows.push(
+      ['Month subtotal', 'subtotal', money(statement.subtotal, cur)],
+      ['Free tier', 'free_tier', money(statement.free_tier_total, cur)],
+      ['Due this month', 'due', money(statement.total, cur)],
+    );
+  }
   // Each pair in a <div>, as HTML allows in a <dl>, so the grid wraps pairs.
   return rows.map(([term, name, value]) =>
     h('div', {}, h('dt', {}, term), h('dd', { 'data-total': name }, value)));
-}
-
-/** The statement's total, where the statement has one in a shape known
- * here; the gross costs above are shown either way. */
-function statementTotal(statement) {
-  if (!statement || typeof statement !== 'object') return null;
-  const total = statement.total;
-  if (typeof total === 'string' || typeof total === 'number') return String(total);
-  if (total && typeof total.amount === 'string') return total.amount;
-  return null;
 }
 
 function functionCard(f, usage, step, currency) {
@@ -293,7 +295,8 @@ function functionCard(f, usage, step, currency) {
         {},
         h('span', { class: 'swatch ok' }), ' successful ',
         h('span', { class: 'swatch failed' }), ' not successful ',
-        h('span', { class: 'swatch cost' }), ` cost (${currency}, right axis) `,
+        usage.currency != null && [
+          h('span', { class: 'swatch cost' }), ` cost (${currency}, right axis) `],
         h('span', { class: 'muted' }, `per ${usage.granularity}, UTC`),
       ),
     ),
@@ -327,12 +330,14 @@ function costLabel(v, step) {
 }
 
 /** Time ticks across [t0, t1]: the first step of these giving at most
- * eight. */
+ * eight. Hours fall on multiples of the step (00:00, 06:00, ...); days
+ * count from the range's start, so a month's ticks begin on its first. */
 function timeTicks(t0, t1) {
   const steps = [HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY];
   const step = steps.find((st) => (t1 - t0) / st <= 8) ?? 28 * DAY;
+  const first = step >= DAY ? Math.ceil(t0 / DAY) * DAY : Math.ceil(t0 / step) * step;
   const out = [];
-  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
+  for (let t = first; t <= t1; t += step) out.push(t);
   return { step, values: out };
 }
 
@@ -359,6 +364,7 @@ function chart(buckets, usage, step, currency, id, name) {
   const plotHeight = plotBottom - M.top;
 
   const y = ticks(Math.max(0, ...buckets.map((b) => Number(b.invocations))), true);
+  const priced = usage.currency != null;
   const costs = buckets.map((b) => Number.parseFloat(b.cost ?? '0') || 0);
   const c = ticks(Math.max(0, ...costs), false);
   const yOf = (v) => plotBottom - (v / y.top) * plotHeight;
@@ -368,7 +374,7 @@ function chart(buckets, usage, step, currency, id, name) {
     s('g', { class: 'tick' },
       s('line', { x1: M.left, x2: W - M.right, y1: yOf(v), y2: yOf(v) }),
       s('text', { x: M.left - 6, y: yOf(v), 'text-anchor': 'end', 'dominant-baseline': 'middle' }, int(v))));
-  const costAxis = c.values.map((v) =>
+  const costAxis = !priced ? [] : c.values.map((v) =>
     s('text', { class: 'cost-tick', x: W - M.right + 6, y: cOf(v), 'dominant-baseline': 'middle' },
       costLabel(v, c.values[1] - c.values[0])));
   const time = timeTicks(t0, t1);
@@ -384,22 +390,23 @@ function chart(buckets, usage, step, currency, id, name) {
     const width = Math.max(slot * 0.8, 1.5);
     const left = x(starts[i]) + (slot - width) / 2;
     const tip = `${utc(b.start)} UTC: ${int(n)} invocation${n === 1 ? '' : 's'} ` +
-      `(${outcomeList(b)}), ${b.gb_seconds ?? '0'} GB-s, cost ${money(b.cost, currency)}`;
+      `(${outcomeList(b)}), ${b.gb_seconds ?? '0'} GB-s` +
+      (priced ? `, cost ${money(b.cost, currency)}` : '');
     return s('g', {
       class: 'bucket',
       'data-start': b.start,
       'data-invocations': n,
       'data-failed': bad,
-      'data-cost': b.cost ?? '0',
+      'data-cost': b.cost,
     },
     s('title', {}, tip),
     s('rect', { class: 'ok', x: left, width, y: yOf(n), height: yOf(bad) - yOf(n) }),
     bad > 0 && s('rect', { class: 'failed', x: left, width, y: yOf(bad), height: plotBottom - yOf(bad) }));
   });
-  const points = buckets.map((b, i) =>
+  const points = !priced ? [] : buckets.map((b, i) =>
     s('circle', {
       'data-start': b.start,
-      'data-cost': b.cost ?? '0',
+      'data-cost': b.cost,
       cx: x(starts[i]) + (x(starts[i] + step) - x(starts[i])) / 2,
       cy: cOf(costs[i]),
       r: 3,
@@ -427,7 +434,8 @@ function chart(buckets, usage, step, currency, id, name) {
 /** The chart's figures as a table: the same buckets, readable without the
  * picture (and by a screen reader, which the chart points to). */
 function bucketTable(buckets, usage, currency, id, name) {
-  const head = ['Start (UTC)', 'Invocations', 'Outcomes', 'Billed duration', 'GB-s', 'Fuel', `Cost (${currency})`];
+  const head = ['Start (UTC)', 'Invocations', 'Outcomes', 'Billed duration', 'GB-s', 'Fuel',
+    usage.currency == null ? 'Cost' : `Cost (${currency})`];
   const rows = buckets.map((b) =>
     h('tr', { 'data-start': b.start },
       h('th', { scope: 'row' }, utc(b.start)),
@@ -436,7 +444,7 @@ function bucketTable(buckets, usage, currency, id, name) {
       h('td', { class: 'num' }, `${int(b.billed_duration_ms)} ms`),
       h('td', { class: 'num' }, b.gb_seconds ?? '0'),
       h('td', { class: 'num' }, int(b.fuel)),
-      h('td', { class: 'num' }, b.cost ?? '0')));
+      h('td', { class: 'num' }, b.cost ?? 'unpriced')));
   return h('details', { class: 'buckets' },
     h('summary', {}, `The figures per ${usage.granularity} (${buckets.length})`),
     h('table', { id: `${id}-table` },
