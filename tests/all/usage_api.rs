@@ -2,15 +2,17 @@
 //! and compressed while invocations run concurrently loses and duplicates
 //! nothing; the API's figures (per bucket, per function, the month's
 //! statement) equal the ledger's; rollups deleted while the server is down
-//! are rebuilt from the ledger with the same answer; keys and bad queries
-//! are refused with errors naming what was wrong.
+//! are rebuilt from the ledger with the same answer, the month's statement
+//! equal to `nimbus bill`'s on the same directory, storage included (sampled
+//! every second here); keys and bad queries are refused with errors naming
+//! what was wrong.
 
 use std::collections::{BTreeMap, HashSet};
 
 use nimbus_core::{Outcome, UsageRecord};
 use serde_json::Value;
 
-use crate::support::{ServeDir, guest_path, ledger};
+use crate::support::{ServeDir, guest_path, ledger, nimbus};
 
 const TENANT: &str = "shop";
 const KEY: &str = "shop-usage-key";
@@ -20,6 +22,7 @@ const PRICES: &str = r#"
 currency = "USD"
 [prices]
 requests = "0.0002"
+blob_gb_months = "0.023"
 gb_seconds = "0.0000166667"
 fuel = "0.0001"
 cpu_seconds = "0.01"
@@ -78,6 +81,7 @@ data_dir = "data"
 rotate_bytes = 4096
 compress = true
 prices = "prices.toml"
+storage_sample_s = 1
 
 [tenants.{TENANT}]
 api_keys = ["{KEY}"]
@@ -89,6 +93,7 @@ api_keys = ["{OTHER_KEY}"]
 tenant = "{TENANT}"
 name = "hello"
 component = {hello:?}
+blob_containers = ["files"]
 
 [[functions]]
 tenant = "{TENANT}"
@@ -101,6 +106,12 @@ component = {trap:?}
     std::fs::write(dir.path().join("prices.toml"), PRICES).expect("prices");
     let server = dir.start();
     let client = server.client().with_key(KEY);
+    // 256 KiB stored: sampled every second into the ledger directory.
+    client
+        .put(&format!("/storage/v1/{TENANT}/files/photo.bin"))
+        .body(vec![7u8; 256 << 10])
+        .await
+        .expect_status_in(&[200, 201]);
 
     // 200 invocations from 16 concurrent callers: the ledger (about 600
     // bytes a record) rotates some thirty times under them.
@@ -253,10 +264,33 @@ component = {trap:?}
         .json();
     assert_eq!(logs["invocation_id"], crash["invocation_id"]);
 
+    // Storage samples of the object are in the ledger directory.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while samples(&ledger_dir)
+        .iter()
+        .filter(|s| s["blob_bytes"].as_u64() >= Some(256 << 10))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no storage samples: {:?}",
+            samples(&ledger_dir)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // Rollups deleted while the server is down are rebuilt from the
-    // ledger: the same answer.
+    // ledger: the same answer. The restarted server takes no sample within
+    // the test, so its statement and `nimbus bill`'s read the same samples.
     drop(server);
     std::fs::remove_file(dir.path().join("data/usage-rollups.redb")).expect("rollups file");
+    let config = std::fs::read_to_string(dir.config()).expect("config");
+    std::fs::write(
+        dir.config(),
+        config.replace("storage_sample_s = 1", "storage_sample_s = 3600"),
+    )
+    .expect("config");
     let server = dir.start();
     let rebuilt = server
         .client()
@@ -266,5 +300,54 @@ component = {trap:?}
         .expect(200)
         .json();
     assert_eq!(rebuilt["functions"], live["functions"]);
-    assert_eq!(rebuilt["statement"], live["statement"]);
+
+    let out = nimbus()
+        .arg("bill")
+        .arg("--ledger")
+        .arg(&ledger_dir)
+        .arg("--prices")
+        .arg(dir.path().join("prices.toml"))
+        .args(["--period", &month, "--tenant", TENANT, "--format", "json"])
+        .output()
+        .expect("nimbus bill");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bill: Value = serde_json::from_slice(&out.stdout).expect("bill json");
+    assert_eq!(
+        bill["statements"][0], rebuilt["statement"],
+        "nimbus bill and the usage API"
+    );
+    let storage = rebuilt["statement"]["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["dimension"] == "blob_gb_months")
+        .expect("a blob storage line");
+    let byte_seconds: u128 = storage["base_quantity"]
+        .as_str()
+        .expect("base")
+        .parse()
+        .expect("n");
+    assert!(byte_seconds >= 2 * (256 << 10), "{storage}");
+}
+
+/// Every storage sample of the tenant in the ledger directory.
+fn samples(dir: &std::path::Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("ledger dir") {
+        let path = e.expect("entry").path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.is_some_and(|n| n.starts_with("nimbus-storage-")) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|v| v["tenant"] == TENANT),
+            );
+        }
+    }
+    out
 }

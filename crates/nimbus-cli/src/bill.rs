@@ -174,7 +174,11 @@ fn read(source: &LedgerSource, period: &Period, tenant: Option<&str>) -> Result<
         }
         let in_period = period.contains(&record.started_at).map_err(|e| {
             bar.finish_and_clear();
-            format!("invocation {}: {e}", record.invocation_id)
+            let at = records
+                .position()
+                .map(|(file, line)| format!("{}: line {line}: ", file.display()))
+                .unwrap_or_default();
+            format!("{at}invocation {}: {e}", record.invocation_id)
         })?;
         if !in_period || tenant.is_some_and(|t| t != record.tenant) {
             continue;
@@ -202,11 +206,15 @@ fn read(source: &LedgerSource, period: &Period, tenant: Option<&str>) -> Result<
     usage.torn = records.torn_tails().to_vec();
 
     let mut samples = source.storage_samples();
-    for sample in samples.by_ref() {
+    while let Some(sample) = samples.next() {
         let sample = sample.map_err(|e| malformed(&bar, e))?;
         let in_period = period.contains(&sample.sampled_at).map_err(|e| {
             bar.finish_and_clear();
-            format!("storage sample of {}: {e}", sample.tenant)
+            let at = samples
+                .position()
+                .map(|(file, line)| format!("{}: line {line}: ", file.display()))
+                .unwrap_or_default();
+            format!("{at}storage sample of {}: {e}", sample.tenant)
         })?;
         if !in_period || tenant.is_some_and(|t| t != sample.tenant) {
             continue;

@@ -193,6 +193,8 @@ pub struct Lines<T> {
     duplicates: u64,
     failed: bool,
     buf: Vec<u8>,
+    /// File and line of the value returned last.
+    last: Option<(PathBuf, u64)>,
 }
 
 impl<T> std::fmt::Debug for Lines<T> {
@@ -217,6 +219,7 @@ impl<T: DeserializeOwned> Lines<T> {
             duplicates: 0,
             failed: false,
             buf: Vec::new(),
+            last: None,
         }
     }
 
@@ -228,6 +231,12 @@ impl<T: DeserializeOwned> Lines<T> {
     /// Final lines cut short, skipped (so far).
     pub fn torn_tails(&self) -> &[TornLine] {
         &self.torn
+    }
+
+    /// The file and line of the value returned last, for errors about
+    /// what a well-formed line holds (e.g. a time that does not parse).
+    pub fn position(&self) -> Option<(&Path, u64)> {
+        self.last.as_ref().map(|(p, l)| (p.as_path(), *l))
     }
 
     /// Values seen again (in another file, or the same), skipped.
@@ -282,6 +291,7 @@ impl<T: DeserializeOwned> Lines<T> {
             match serde_json::from_slice::<T>(&self.buf) {
                 Ok(value) => {
                     if self.seen.insert((self.key)(&value)) {
+                        self.last = Some((path.clone(), *line_no));
                         return Ok(Some(value));
                     }
                     self.duplicates += 1;
