@@ -109,4 +109,14 @@ check 200 "$base/console"
 kill -TERM $pid
 wait $pid
 grep -q "nimbus stopped" "$log"
+# The month's statement from the ledger directory the server wrote.
+bill=$(target/debug/nimbus bill --ledger target/nimbus-usage --prices prices.toml \
+    --period "$(date -u +%Y-%m)" --tenant acme --format json)
+python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+s = b["statements"][0]
+assert s["tenant"] == "acme" and s["currency"] == "USD", s
+assert any(l["function"] == "hello" and l["dimension"] == "requests" for l in s["lines"]), s
+' <<<"$bill" || { echo "smoke: nimbus bill: $bill" >&2; exit 1; }
 echo "smoke: nimbus serve OK"

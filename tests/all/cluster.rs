@@ -23,8 +23,10 @@ fn config(nats: &NatsServer) -> String {
 fn node_config(urls: &[String], node: &str, replicas: usize) -> String {
     format!(
         r#"
-ledger = "usage.jsonl"
+ledger = "usage"
 data_dir = "data"
+[usage]
+rotate_bytes = 4096
 [cluster]
 urls = {urls:?}
 node = "{node}"
@@ -119,13 +121,29 @@ fn ledgers(dirs: &[ServeDir]) -> BTreeMap<String, serde_json::Value> {
     all
 }
 
+/// A node's ledger directory, rotated every 4 KiB: its files' lines in the
+/// order they were written.
 fn ledger_of(dir: &ServeDir) -> BTreeMap<String, serde_json::Value> {
-    std::fs::read_to_string(dir.ledger_path())
-        .expect("read the ledger")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
-            (v["invocation_id"].as_str().unwrap().to_string(), v)
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("usage"))
+        .expect("read the ledger directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("nimbus-usage-"))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read a ledger file")
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+                    (v["invocation_id"].as_str().unwrap().to_string(), v)
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -237,8 +255,7 @@ async fn every_answered_invocation_reaches_the_usage_stream_once_across_nats_and
 }
 
 fn nimbus_nats_cursor(dir: &ServeDir) -> std::path::PathBuf {
-    let ledger = dir.ledger_path();
-    ledger.with_file_name("usage.jsonl.stream-cursor")
+    dir.path().join("usage.stream-cursor")
 }
 
 /// The server name of `stream`'s leader.

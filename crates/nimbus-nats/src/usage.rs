@@ -279,6 +279,12 @@ impl Publisher {
             }
             Ok(Some(chunk)) => chunk,
         };
+        // What is not in the stream yet, this chunk included, whether or
+        // not the publishing below succeeds.
+        let behind = chunk.lag_bytes + chunk.lines.len() as u64;
+        self.metrics
+            .lag_bytes
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
         let js = self.cluster.jetstream();
         let mut acks = Vec::new();
         let mut offset = chunk.start.offset;
