@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use nimbus_bindings::{Event as WitEvent, FunctionPre};
 use nimbus_core::{Event, Host, JsonLinesLedger, Limits, Outcome, PoolConfig};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const TENANT: &str = "bench";
@@ -193,22 +193,9 @@ fn wasmtime_side(n: usize, sleep_ms: u64, wasm: &[u8]) -> Run {
         .enable_all()
         .build()
         .expect("runtime");
-    let p = pool(u32::try_from(n).expect("fits"));
-    let instances = p.max_instances;
-    let mut pooling = PoolingAllocationConfig::default();
-    pooling
-        .total_component_instances(instances)
-        .max_core_instances_per_component(p.max_core_instances_per_component)
-        .total_core_instances(instances * p.max_core_instances_per_component)
-        .max_memories_per_component(p.max_memories_per_component)
-        .total_memories(instances * p.max_memories_per_component)
-        .max_tables_per_component(p.max_tables_per_component)
-        .total_tables(instances * p.max_tables_per_component)
-        .total_stacks(instances)
-        .max_memory_size(usize::try_from(p.max_memory_bytes).expect("fits"))
-        .linear_memory_keep_resident(p.memory_keep_resident)
-        .table_keep_resident(p.table_keep_resident)
-        .pagemap_scan(wasmtime::Enabled::Auto);
+    let pooling = pool(u32::try_from(n).expect("fits"))
+        .pooling_allocation_config()
+        .expect("pool");
     let mut config = Config::new();
     config
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))

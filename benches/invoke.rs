@@ -140,21 +140,9 @@ fn engine(metering: Metering, pool: PoolingAllocationConfig) -> Engine {
 
 /// The pool Nimbus builds from its default `PoolConfig`.
 fn nimbus_pool() -> PoolingAllocationConfig {
-    let p = nimbus_core::PoolConfig::default();
-    let instances = p.max_instances;
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(instances)
-        .max_core_instances_per_component(p.max_core_instances_per_component)
-        .total_core_instances(instances * p.max_core_instances_per_component)
-        .max_memories_per_component(p.max_memories_per_component)
-        .total_memories(instances * p.max_memories_per_component)
-        .max_tables_per_component(p.max_tables_per_component)
-        .total_tables(instances * p.max_tables_per_component)
-        .total_stacks(instances)
-        .max_memory_size(usize::try_from(p.max_memory_bytes).unwrap_or(usize::MAX))
-        .linear_memory_keep_resident(p.memory_keep_resident)
-        .table_keep_resident(p.table_keep_resident);
-    pool
+    nimbus_core::PoolConfig::default()
+        .pooling_allocation_config()
+        .expect("the default pool")
 }
 
 /// Full WASI p2 plus the types-only interface, then compile and pre-link.

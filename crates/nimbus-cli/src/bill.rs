@@ -174,10 +174,7 @@ fn read(source: &LedgerSource, period: &Period, tenant: Option<&str>) -> Result<
         }
         let in_period = period.contains(&record.started_at).map_err(|e| {
             bar.finish_and_clear();
-            let at = records
-                .position()
-                .map(|(file, line)| format!("{}: line {line}: ", file.display()))
-                .unwrap_or_default();
+            let at = at(records.position());
             format!("{at}invocation {}: {e}", record.invocation_id)
         })?;
         if !in_period || tenant.is_some_and(|t| t != record.tenant) {
@@ -210,10 +207,7 @@ fn read(source: &LedgerSource, period: &Period, tenant: Option<&str>) -> Result<
         let sample = sample.map_err(|e| malformed(&bar, e))?;
         let in_period = period.contains(&sample.sampled_at).map_err(|e| {
             bar.finish_and_clear();
-            let at = samples
-                .position()
-                .map(|(file, line)| format!("{}: line {line}: ", file.display()))
-                .unwrap_or_default();
+            let at = at(samples.position());
             format!("{at}storage sample of {}: {e}", sample.tenant)
         })?;
         if !in_period || tenant.is_some_and(|t| t != sample.tenant) {
@@ -228,6 +222,13 @@ fn read(source: &LedgerSource, period: &Period, tenant: Option<&str>) -> Result<
     usage.torn.extend(samples.torn_tails().iter().cloned());
     bar.finish_and_clear();
     Ok(usage)
+}
+
+/// `FILE: line N: ` of a well-formed line whose contents are wrong.
+fn at(position: Option<(&std::path::Path, u64)>) -> String {
+    position
+        .map(|(file, line)| format!("{}: line {line}: ", file.display()))
+        .unwrap_or_default()
 }
 
 fn malformed(bar: &ProgressBar, e: LedgerError) -> String {

@@ -80,6 +80,35 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// wasmtime's pooling allocator as a host with this config sets it up:
+    /// for embedders and benchmarks that compare against plain wasmtime on
+    /// the same pool.
+    pub fn pooling_allocation_config(&self) -> Result<PoolingAllocationConfig, Error> {
+        let p = self;
+        let mut pool = PoolingAllocationConfig::default();
+        let max_memory = usize::try_from(p.max_memory_bytes)
+            .map_err(|_| Error::Config("pool max_memory_bytes does not fit in usize".into()))?;
+        pool.total_component_instances(p.max_instances)
+            .max_core_instances_per_component(p.max_core_instances_per_component)
+            .total_core_instances(p.max_instances * p.max_core_instances_per_component)
+            .max_memories_per_component(p.max_memories_per_component)
+            .total_memories(p.max_instances * p.max_memories_per_component)
+            .max_tables_per_component(p.max_tables_per_component)
+            .total_tables(p.max_instances * p.max_tables_per_component)
+            .total_stacks(p.max_instances)
+            .max_memory_size(max_memory)
+            .linear_memory_keep_resident(p.memory_keep_resident)
+            .table_keep_resident(p.table_keep_resident)
+            .pagemap_scan(if p.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
+        Ok(pool)
+    }
+}
+
 impl Host {
     pub fn builder() -> HostBuilder {
         HostBuilder::default()
@@ -304,26 +333,7 @@ impl HostBuilder {
     /// go to `nimbus-usage.jsonl` in the current directory.
     pub fn build(self) -> Result<Host, Error> {
         let p = self.pool;
-        let mut pool = PoolingAllocationConfig::default();
-        let max_memory = usize::try_from(p.max_memory_bytes)
-            .map_err(|_| Error::Config("pool max_memory_bytes does not fit in usize".into()))?;
-        pool.total_component_instances(p.max_instances)
-            .max_core_instances_per_component(p.max_core_instances_per_component)
-            .total_core_instances(p.max_instances * p.max_core_instances_per_component)
-            .max_memories_per_component(p.max_memories_per_component)
-            .total_memories(p.max_instances * p.max_memories_per_component)
-            .max_tables_per_component(p.max_tables_per_component)
-            .total_tables(p.max_instances * p.max_tables_per_component)
-            .total_stacks(p.max_instances)
-            .max_memory_size(max_memory)
-            .linear_memory_keep_resident(p.memory_keep_resident)
-            .table_keep_resident(p.table_keep_resident)
-            .pagemap_scan(if p.pagemap_scan {
-                Enabled::Auto
-            } else {
-                Enabled::No
-            });
-
+        let pool = p.pooling_allocation_config()?;
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
