@@ -23,7 +23,7 @@ use crate::function::{FunctionHandle, FunctionInner, HttpInvocation, Invocation}
 use crate::logs::Logs;
 use crate::outcome::classify;
 use crate::report::Report;
-use crate::scheduler::{run_fairly, thread_cpu};
+use crate::scheduler::{CpuUse, run_fairly, thread_cpu};
 use crate::state::{Capabilities, InvocationState, MemoryLimiter};
 use crate::usage::{Cause, Outcome, Trigger, UsageRecord, billed_ms};
 
@@ -310,7 +310,7 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
     let fuel_setup = store
         .set_fuel(limits.fuel)
         .and_then(|()| store.fuel_async_yield_interval(Some(rt.fuel_yield_interval)));
-    let mut cpu = Duration::ZERO;
+    let mut cpu = CpuUse::default();
     let ended = match fuel_setup {
         Err(e) => Ended::Failed(e),
         Ok(()) => {
@@ -332,9 +332,11 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
     let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     // Freeing the instance resets its pool slot (memset, madvise): a guest
     // that dirtied a lot of memory pays for cleaning it.
-    let freed = thread_cpu();
+    // Unless the deadline ended it, the guest finished in this very poll,
+    // on this thread: the clock read as it did is where freeing starts.
+    let freed = cpu.finished_at.take().unwrap_or_else(thread_cpu);
     let state = store.into_data();
-    cpu += thread_cpu().saturating_sub(freed);
+    let cpu = cpu.total + thread_cpu().saturating_sub(freed);
     Ran {
         ended,
         cpu,

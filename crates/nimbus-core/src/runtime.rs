@@ -91,6 +91,7 @@ impl GuestThreads {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("nimbus-guest")
+            .on_thread_start(crate::scheduler::mark_guest_thread)
             // New invocations arrive on the shared queue, while every
             // worker's own queue always holds a granted guest poll: checked
             // only every few polls (tokio's default), a new invocation

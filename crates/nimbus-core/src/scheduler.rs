@@ -47,6 +47,11 @@ const SLICE: Duration = Duration::from_micros(200);
 const YIELD_CORE_AFTER: Duration = Duration::from_micros(50);
 
 thread_local! {
+    /// Whether this thread is one of the guest threads: only they give the
+    /// core up after a long poll ([`YIELD_CORE_AFTER`]). On an embedder's
+    /// thread the poll is the embedder's own work, and a `sched_yield` per
+    /// invocation there was a context switch for nothing.
+    static GUEST_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Set during a poll when the invocation had to wait for a token or
     /// gave its token up at the end of a slice: the moment to move it off
     /// the embedder's threads (see [`start`]).
@@ -294,6 +299,22 @@ pub(crate) async fn start<T: Send + 'static>(
     .await?
 }
 
+/// Marks the calling thread as a guest thread (the guest runtime's
+/// `on_thread_start`).
+pub(crate) fn mark_guest_thread() {
+    GUEST_THREAD.set(true);
+}
+
+/// The CPU time an invocation took on the threads that polled it.
+#[derive(Debug, Default)]
+pub(crate) struct CpuUse {
+    pub total: Duration,
+    /// This thread's CPU clock as the poll that finished the future gave
+    /// its token back: the next measurement on the same thread starts from
+    /// it instead of reading the clock again (a system call here).
+    pub finished_at: Option<Duration>,
+}
+
 /// This thread's CPU clock. Per thread, not per process: the other
 /// worker threads run other tenants' invocations.
 pub(crate) fn thread_cpu() -> Duration {
@@ -342,7 +363,7 @@ pub(crate) async fn run_fairly<F: Future>(
     tenant: &Arc<str>,
     weight: u32,
     fut: F,
-    cpu: &mut Duration,
+    cpu: &mut CpuUse,
 ) -> F::Output {
     struct Ticket<'a> {
         sched: &'a CpuScheduler,
@@ -364,14 +385,19 @@ pub(crate) async fn run_fairly<F: Future>(
         tenant: &'a Arc<str>,
         weight: u32,
         start: Duration,
-        cpu: &'a mut Duration,
+        cpu: &'a mut CpuUse,
+        finished: bool,
     }
     impl Drop for Token<'_> {
         fn drop(&mut self) {
-            let used = thread_cpu().saturating_sub(self.start);
-            *self.cpu += used;
+            let now = thread_cpu();
+            let used = now.saturating_sub(self.start);
+            self.cpu.total += used;
+            if self.finished {
+                self.cpu.finished_at = Some(now);
+            }
             self.sched.release(self.tenant, self.weight, used);
-            if used > YIELD_CORE_AFTER {
+            if used > YIELD_CORE_AFTER && GUEST_THREAD.get() {
                 std::thread::yield_now();
             }
         }
@@ -398,17 +424,19 @@ pub(crate) async fn run_fairly<F: Future>(
             state: AtomicU8::new(POLLING),
         });
         let waker = Waker::from(watch.clone());
-        let token = Token {
+        let mut token = Token {
             sched,
             tenant,
             weight,
             start: thread_cpu(),
             cpu: &mut *cpu,
+            finished: false,
         };
         let slice_start = std::time::Instant::now();
         loop {
             let polled = fut.as_mut().poll(&mut Context::from_waker(&waker));
             if polled.is_ready() {
+                token.finished = true;
                 drop(token);
                 return polled;
             }

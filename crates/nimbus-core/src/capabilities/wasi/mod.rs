@@ -14,8 +14,6 @@
 mod files;
 mod sockets;
 
-use std::path::PathBuf;
-
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::cli::{WasiCli, WasiCliCtxView};
@@ -36,12 +34,14 @@ pub(crate) struct Wasi {
     stderr: CapturedStream,
     /// Socket uses and paths outside a granted directory refused.
     denied: u64,
-    root: files::Root,
+    /// The function's granted directory, shared with its other invocations.
+    granted: Option<wasmtime_wasi::filesystem::Dir>,
 }
 
 impl Capability for Wasi {
-    /// The tenant's directory, preopened at `/data`, if granted.
-    type Grant = Option<PathBuf>;
+    /// The tenant's directory, preopened at `/data`, if granted: opened
+    /// once at deploy.
+    type Grant = Option<wasmtime_wasi::filesystem::Dir>;
     const INTERFACES: &'static [&'static str] = &[
         "wasi:io/error",
         "wasi:io/poll",
@@ -119,7 +119,6 @@ impl Capability for Wasi {
         cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, cli)?;
         cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, cli)?;
         filesystem::types::add_to_linker::<T, WasiFilesystem>(l, fs)?;
-        filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, fs)?;
         files::add_to_linker(l)?;
         sockets::add_to_linker(l)
     }
@@ -135,9 +134,10 @@ impl Capability for Wasi {
             )));
         };
         let dir = data_dir.join("files").join(&**cx.tenant);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
-        Ok(Some(dir))
+        let opened = std::fs::create_dir_all(&dir)
+            .and_then(|()| files::open_dir(&dir, wasmtime_wasi::FsPerms::ReadWrite));
+        let opened = opened.map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+        Ok(Some(opened))
     }
 
     fn prepare(directory: &Self::Grant, cx: &InvokeCx<'_>) -> wasmtime::Result<Self> {
@@ -153,20 +153,12 @@ impl Capability for Wasi {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        wasi.preopened_dir(
-            files::empty_root()?,
-            files::ROOT,
-            wasmtime_wasi::FsPerms::ReadOnly,
-        )?;
-        if let Some(dir) = directory {
-            wasi.preopened_dir(dir, "/data", wasmtime_wasi::FsPerms::ReadWrite)?;
-        }
         Ok(Wasi {
             ctx: wasi.build(),
             stdout,
             stderr,
             denied: 0,
-            root: files::Root::default(),
+            granted: directory.clone(),
         })
     }
 
