@@ -13,11 +13,15 @@
 # (a restarted `nimbus serve` on the same cache), next to `wasmtime serve`'s
 # start-to-first-response (compiling, its cache off).
 #
-# Needs wrk (Debian package), wasmtime 48.0.8
+# For the Rust guest it also measures nginx answering the same 19-byte body
+# from its config (no guest, no instance): the ceiling of loopback HTTP with
+# this wrk on this machine, and Nimbus as a fraction of it.
+#
+# Needs wrk and nginx (Debian packages `wrk`, `nginx-light`), wasmtime 48.0.8
 # (`cargo install wasmtime-cli --version 48.0.8 --locked`), componentize-py
-# and componentize-js (`.ci/setup`); wrk and wasmtime are installed if
-# missing. Prints the machine, requests/s and p50/p99 latency for both, and
-# the ratio.
+# and componentize-js (`.ci/setup`); wrk, nginx and wasmtime are installed if
+# missing. Prints the machine, requests/s and p50/p99 latency for all, and
+# the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +36,12 @@ GUESTS=${GUESTS:-"rust python js"}
 NIMBUS_PORT=${NIMBUS_PORT:-18081}
 # wasmtime serve listens on WASMTIME_PORT and up, two per guest.
 WASMTIME_PORT=${WASMTIME_PORT:-18082}
+NGINX_PORT=${NGINX_PORT:-18080}
 ADMIN_KEY=bench-admin
 
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get install -y -qq nginx-light >/dev/null; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8'; then
     cargo install wasmtime-cli --version 48.0.8 --locked
 fi
@@ -153,6 +160,32 @@ for lang in $GUESTS; do
     done
 done
 
+# nginx, one worker per core as it is deployed, its logs off: the static
+# body hello-http answers, so both responses carry the same bytes.
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes $(nproc);
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { default_type text/plain; return 200 "Hello from Nimbus!\n"; }
+    }
+}
+NGINX
+"$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" >/dev/null 2>"$work/nginx/start.log" &
+pids+=($!)
+wait_port "$NGINX_PORT" bench/ || { cat "$work/nginx/start.log" "$work/nginx/error.log" >&2; exit 1; }
+
 # wrk --latency prints "50%" and "99%" lines with units (us, ms, s).
 to_us() {
     awk -v v="$1" 'BEGIN {
@@ -186,16 +219,20 @@ for lang in $GUESTS; do
         "http://127.0.0.1:${ws_port[$lang-pooling]}/bench/$lang/"
         "http://127.0.0.1:${ws_port[$lang-default]}/bench/$lang/")
     names=("nimbus serve (metered)" "wasmtime serve (pooling)" "wasmtime serve (default)")
+    if [ "$lang" = rust ]; then
+        urls+=("http://127.0.0.1:$NGINX_PORT/bench/$lang/")
+        names+=("nginx (static body, ceiling)")
+    fi
     for u in "${urls[@]}"; do wrk -t1 -c4 -d2s "$u" >/dev/null; done
     declare -A rps=() p50=() p99=()
     for _ in $(seq 1 "$ROUNDS"); do
-        for i in 0 1 2; do
+        for i in "${!urls[@]}"; do
             read -r a b c <<<"$(run_wrk "${names[$i]} $lang" "${urls[$i]}" "$conns")"
             rps[$i]+="$a " p50[$i]+="$b " p99[$i]+="$c "
         done
     done
     declare -A med=()
-    for i in 0 1 2; do
+    for i in "${!urls[@]}"; do
         # shellcheck disable=SC2086
         med[$i]=$(median ${rps[$i]})
         # shellcheck disable=SC2086
@@ -204,6 +241,10 @@ for lang in $GUESTS; do
     done
     awk -v l="$lang" -v a="${med[0]}" -v b="${med[1]}" -v c="${med[2]}" \
         'BEGIN { best = (b > c) ? b : c; printf "%-8s ratio nimbus / faster wasmtime serve: %.2fx\n", "", a / best }'
+    if [ "$lang" = rust ]; then
+        awk -v a="${med[0]}" -v n="${med[3]}" \
+            'BEGIN { printf "%-8s fraction of the nginx ceiling: nimbus %.2f\n", "", a / n }'
+    fi
 done
 echo "nimbus usage records written: $(wc -l <"$work/usage.jsonl")"
 
