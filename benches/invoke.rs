@@ -756,9 +756,9 @@ fn summary(since: SystemTime, paired: &Paired) {
     row("Nimbus FunctionHandle::invoke", &nimbus, Some(&base));
     if let (Ok(n), Ok(b)) = (&nimbus, &base) {
         let ratio = n / b;
-        let verdict = if ratio <= 1.15 { "within" } else { "ABOVE" };
+        let verdict = if ratio <= 1.10 { "within" } else { "ABOVE" };
         println!(
-            "  => Nimbus / baseline = {ratio:.3}× ({verdict} the 1.15× target), {}{} per call",
+            "  => Nimbus / baseline = {ratio:.3}× ({verdict} the 1.10× target), {}{} per call",
             if n >= b { "+" } else { "−" },
             human((n - b).abs())
         );
@@ -831,13 +831,13 @@ fn summary(since: SystemTime, paired: &Paired) {
             }
             let find = |want| echo.iter().find(|(v, _)| *v == want).map(|(_, p)| p);
             if let Some(p) = find(Variant::Nimbus) {
-                let verdict = if p.ratio[1] <= 1.15 {
+                let verdict = if p.ratio[1] <= 1.10 {
                     "within"
                 } else {
                     "ABOVE"
                 };
                 println!(
-                    "  => Nimbus / baseline = {:.3}× paired ({verdict} the 1.15× target)",
+                    "  => Nimbus / baseline = {:.3}× paired ({verdict} the 1.10× target)",
                     p.ratio[1]
                 );
                 if let Some(pool) = find(Variant::NimbusPool) {
