@@ -143,7 +143,7 @@ fi
 # ratio is taken against the faster. Its cache is off, so start to first
 # response is its compile time plus one request.
 port=$WASMTIME_PORT
-declare -A ws_port
+declare -A ws_port ws_pid
 for lang in $GUESTS; do
     for alloc in pooling default; do
         ws_port[$lang-$alloc]=$port
@@ -153,6 +153,7 @@ for lang in $GUESTS; do
         wasmtime serve -Scli "${opt[@]}" -C cache=n --addr "127.0.0.1:$port" \
             "${wasm[$lang]}" 2>"$work/wasmtime-$lang-$alloc.log" >/dev/null &
         pids+=($!)
+        ws_pid[$lang-$alloc]=$!
         wait_port "$port" bench/ 6000 || { cat "$work/wasmtime-$lang-$alloc.log" >&2; exit 1; }
         [ "$alloc" = pooling ] &&
             ws_first[$lang]=$(ms "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
@@ -184,6 +185,7 @@ http {
 NGINX
 "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" >/dev/null 2>"$work/nginx/start.log" &
 pids+=($!)
+nginx_pid=$!
 wait_port "$NGINX_PORT" bench/ || { cat "$work/nginx/start.log" "$work/nginx/error.log" >&2; exit 1; }
 
 # wrk --latency prints "50%" and "99%" lines with units (us, ms, s).
@@ -193,17 +195,31 @@ to_us() {
         if (u == "us") print n; else if (u == "ms") print n * 1000; else if (u == "s") print n * 1000000; else print n
     }'
 }
-run_wrk() { # name url connections -> "rps p50_us p99_us"
-    local out
+# CPU time (user + system, in clock ticks) of a server process and its
+# children (nginx's workers): per request, it is steadier on this VM than
+# requests/s, which move with what the hypervisor gives the two cores.
+cpu_ticks() {
+    local t=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+run_wrk() { # name url connections server_pid -> "rps p50_us p99_us cpu_us_per_request"
+    local out c0 c1
+    c0=$(cpu_ticks "$4")
     out=$(wrk -t"$THREADS" -c"$3" -d"${DURATION}s" --latency "$2")
-    local rps p50 p99
+    c1=$(cpu_ticks "$4")
+    local rps p50 p99 cpu
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    cpu=$(awk -v c0="$c0" -v c1="$c1" -v hz="$(getconf CLK_TCK)" \
+        '/requests in/ {printf "%.1f", (c1 - c0) / hz * 1e6 / $1}' <<<"$out")
     if grep -q -e "Non-2xx" -e "Socket errors" <<<"$out"; then
         echo "warning: $1 answered errors: $(grep -e Non-2xx -e 'Socket errors' <<<"$out")" >&2
     fi
-    echo "$rps $p50 $p99"
+    echo "$rps $p50 $p99 $cpu"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
@@ -211,7 +227,7 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "machine: $(nproc) cores, ${cpu:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
 echo "wrk -t$THREADS -d${DURATION}s -c$CONNECTIONS (rust) / -c$BIG_CONNECTIONS (python, js), median of $ROUNDS rounds, servers alternating, fresh instance per request on all"
-printf '%-8s %-30s %12s %10s %10s\n' guest server "requests/s" "p50 (us)" "p99 (us)"
+printf '%-8s %-30s %12s %10s %10s %14s\n' guest server "requests/s" "p50 (us)" "p99 (us)" "CPU us/request"
 for lang in $GUESTS; do
     conns=$BIG_CONNECTIONS
     [ "$lang" = rust ] && conns=$CONNECTIONS
@@ -219,16 +235,18 @@ for lang in $GUESTS; do
         "http://127.0.0.1:${ws_port[$lang-pooling]}/bench/$lang/"
         "http://127.0.0.1:${ws_port[$lang-default]}/bench/$lang/")
     names=("nimbus serve (metered)" "wasmtime serve (pooling)" "wasmtime serve (default)")
+    servers=("$nimbus_pid" "${ws_pid[$lang-pooling]}" "${ws_pid[$lang-default]}")
     if [ "$lang" = rust ]; then
         urls+=("http://127.0.0.1:$NGINX_PORT/bench/$lang/")
         names+=("nginx (static body, ceiling)")
+        servers+=("$nginx_pid")
     fi
     for u in "${urls[@]}"; do wrk -t1 -c4 -d2s "$u" >/dev/null; done
-    declare -A rps=() p50=() p99=()
+    declare -A rps=() p50=() p99=() cpu=()
     for _ in $(seq 1 "$ROUNDS"); do
         for i in "${!urls[@]}"; do
-            read -r a b c <<<"$(run_wrk "${names[$i]} $lang" "${urls[$i]}" "$conns")"
-            rps[$i]+="$a " p50[$i]+="$b " p99[$i]+="$c "
+            read -r a b c d <<<"$(run_wrk "${names[$i]} $lang" "${urls[$i]}" "$conns" "${servers[$i]}")"
+            rps[$i]+="$a " p50[$i]+="$b " p99[$i]+="$c " cpu[$i]+="$d "
         done
     done
     declare -A med=()
@@ -236,8 +254,8 @@ for lang in $GUESTS; do
         # shellcheck disable=SC2086
         med[$i]=$(median ${rps[$i]})
         # shellcheck disable=SC2086
-        printf '%-8s %-30s %12.0f %10.0f %10.0f\n' "$([ "$i" = 0 ] && echo "$lang")" "${names[$i]}" \
-            "${med[$i]}" "$(median ${p50[$i]})" "$(median ${p99[$i]})"
+        printf '%-8s %-30s %12.0f %10.0f %10.0f %14.1f\n' "$([ "$i" = 0 ] && echo "$lang")" "${names[$i]}" \
+            "${med[$i]}" "$(median ${p50[$i]})" "$(median ${p99[$i]})" "$(median ${cpu[$i]})"
     done
     awk -v l="$lang" -v a="${med[0]}" -v b="${med[1]}" -v c="${med[2]}" \
         'BEGIN { best = (b > c) ? b : c; printf "%-8s ratio nimbus / faster wasmtime serve: %.2fx\n", "", a / best }'

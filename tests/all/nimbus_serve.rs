@@ -235,11 +235,10 @@ public = true
     let slow = tokio::spawn(async move { slow_client.get("/acme/hello/sleep/1000").await });
     wait_until_running(&server, "hello").await;
     let refused = anyone.get("/acme/hello/").await.expect(429);
-    assert!(
-        server.log().contains("capacity of 1 concurrent instances"),
-        "{}",
-        server.log()
-    );
+    let log = server
+        .log_once_it_has("capacity of 1 concurrent instances")
+        .await;
+    assert!(log.contains("capacity of 1 concurrent instances"), "{log}");
     assert_eq!(slow.await.expect("task").expect(200).text(), "slept");
     anyone.get("/acme/hello/").await.expect(200);
     drop(server);

@@ -165,6 +165,20 @@ impl NimbusServe {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The log once it holds `needle`, or as it is after 10 s. A line the
+    /// server wrote before answering can reach the test after the answer:
+    /// a thread of the harness copies stderr from a pipe.
+    pub async fn log_once_it_has(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends SIGTERM: the server drains, then exits.
     pub fn terminate(&self) {
         let status = Command::new("kill")
