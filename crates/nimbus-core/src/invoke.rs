@@ -311,10 +311,24 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
         .set_fuel(limits.fuel)
         .and_then(|()| store.fuel_async_yield_interval(Some(rt.fuel_yield_interval)));
     let mut cpu = CpuUse::default();
-    let ended = match fuel_setup {
-        Err(e) => Ended::Failed(e),
+    let mut store = Some(store);
+    let (ended, freed) = match fuel_setup {
+        Err(e) => (Ended::Failed(e), None),
         Ok(()) => {
-            let call = call_guest(&f.kind, &mut store, input, rt.max_http_response_bytes);
+            let store = &mut store;
+            let call = async move {
+                let Some(s) = store.as_mut() else {
+                    unreachable!("the store is taken only here")
+                };
+                let ended = call_guest(&f.kind, s, input, rt.max_http_response_bytes).await;
+                // Freeing the instance resets its pool slot (memset,
+                // madvise): done in the poll that finished the guest,
+                // on its token, so the CPU it takes is measured with the
+                // guest's (and charged to the tenant: a guest that dirtied
+                // a lot of memory pays for cleaning it) without reading
+                // the thread's clock once more.
+                (ended, store.take().map(free))
+            };
             let tenant = &f.tenant;
             let fair = run_fairly(
                 &rt.cpu,
@@ -324,19 +338,25 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
                 &mut cpu,
             );
             match tokio::time::timeout_at(deadline, fair).await {
-                Ok(ended) => ended,
-                Err(_) => Ended::TimedOut,
+                Ok(done) => done,
+                Err(_) => (Ended::TimedOut, None),
             }
         }
     };
-    let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-    // Freeing the instance resets its pool slot (memset, madvise): a guest
-    // that dirtied a lot of memory pays for cleaning it.
-    // Unless the deadline ended it, the guest finished in this very poll,
-    // on this thread: the clock read as it did is where freeing starts.
-    let freed = cpu.finished_at.take().unwrap_or_else(thread_cpu);
-    let state = store.into_data();
-    let cpu = cpu.total + thread_cpu().saturating_sub(freed);
+    // Not freed above (its deadline ended it mid-call, or it never ran):
+    // freed here, measured on its own.
+    let (fuel_left, state) = match (freed, store) {
+        (Some(freed), _) => freed,
+        (None, Some(store)) => {
+            let before = thread_cpu();
+            let freed = free(store);
+            cpu.total += thread_cpu().saturating_sub(before);
+            freed
+        }
+        (None, None) => unreachable!("a store is freed in the call or after it"),
+    };
+    let fuel_consumed = limits.fuel.saturating_sub(fuel_left);
+    let cpu = cpu.total;
     Ran {
         ended,
         cpu,
@@ -345,6 +365,12 @@ async fn execute(f: &FunctionInner, invocation_id: Uuid, input: Input, cause: Ca
         memory_refused: state.limiter.refused,
         caps: Some(state.caps),
     }
+}
+
+/// The fuel left in `store`, and its data once the store (and with it the
+/// instance) is gone.
+fn free(store: Store<InvocationState>) -> (u64, InvocationState) {
+    (store.get_fuel().unwrap_or(0), store.into_data())
 }
 
 /// Takes a function slot (if it has its own), a tenant slot and a slot in

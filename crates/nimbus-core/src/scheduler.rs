@@ -309,10 +309,6 @@ pub(crate) fn mark_guest_thread() {
 #[derive(Debug, Default)]
 pub(crate) struct CpuUse {
     pub total: Duration,
-    /// This thread's CPU clock as the poll that finished the future gave
-    /// its token back: the next measurement on the same thread starts from
-    /// it instead of reading the clock again (a system call here).
-    pub finished_at: Option<Duration>,
 }
 
 /// This thread's CPU clock. Per thread, not per process: the other
@@ -386,16 +382,12 @@ pub(crate) async fn run_fairly<F: Future>(
         weight: u32,
         start: Duration,
         cpu: &'a mut CpuUse,
-        finished: bool,
     }
     impl Drop for Token<'_> {
         fn drop(&mut self) {
             let now = thread_cpu();
             let used = now.saturating_sub(self.start);
             self.cpu.total += used;
-            if self.finished {
-                self.cpu.finished_at = Some(now);
-            }
             self.sched.release(self.tenant, self.weight, used);
             if used > YIELD_CORE_AFTER && GUEST_THREAD.get() {
                 std::thread::yield_now();
@@ -424,19 +416,17 @@ pub(crate) async fn run_fairly<F: Future>(
             state: AtomicU8::new(POLLING),
         });
         let waker = Waker::from(watch.clone());
-        let mut token = Token {
+        let token = Token {
             sched,
             tenant,
             weight,
             start: thread_cpu(),
             cpu: &mut *cpu,
-            finished: false,
         };
         let slice_start = std::time::Instant::now();
         loop {
             let polled = fut.as_mut().poll(&mut Context::from_waker(&waker));
             if polled.is_ready() {
-                token.finished = true;
                 drop(token);
                 return polled;
             }
